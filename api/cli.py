@@ -1,0 +1,266 @@
+"""carepath command line (contract §4). Exit codes: 0 success, 2 invalid input, 1 anything else.
+
+Patient data never reaches stderr: invalid input is reported by field path and expectation,
+internal errors by their class only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from engine import CarePlan, Engine, IntakeError, RulePackError, load_rulepack, parse_intake_json
+from engine.errors import CarepathError, FieldProblem
+from engine.intake import MAX_INTAKE_BYTES
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="carepath: draft OUD care pathways for clinicians."
+)
+rules_app = typer.Typer(no_args_is_help=True, help="Rule governance: lint, test, diff, impact, compile.")
+app.add_typer(rules_app, name="rules")
+
+
+class Format(StrEnum):
+    json = "json"
+    html = "html"
+    pdf = "pdf"
+    fhir = "fhir"
+
+
+class Audience(StrEnum):
+    clinician = "clinician"
+    patient = "patient"
+
+
+class Runner(StrEnum):
+    durable = "durable"
+    reference = "reference"
+
+
+def _fail(code: int, message: str) -> NoReturn:
+    typer.echo(f"carepath: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _invalid(problems: list[FieldProblem]) -> NoReturn:
+    typer.echo("carepath: invalid intake", err=True)
+    for p in problems:
+        typer.echo(f"  {p.field}: {p.message}", err=True)
+    raise typer.Exit(2)
+
+
+def read_intake_bytes(path: str) -> bytes:
+    if path == "-":
+        raw = sys.stdin.buffer.read(MAX_INTAKE_BYTES + 1)
+    else:
+        file = Path(path)
+        if not file.is_file():
+            _fail(2, f"intake file not found: {path}")
+        if file.stat().st_size > MAX_INTAKE_BYTES:
+            _invalid([FieldProblem("(intake)", f"is too large: at most {MAX_INTAKE_BYTES} bytes allowed")])
+        raw = file.read_bytes()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        _invalid([FieldProblem("(intake)", "is not UTF-8 text: expected a JSON object")])
+    return raw
+
+
+def generated_at(option: str | None) -> datetime:
+    """The clock lives here, in the shell. SOURCE_DATE_EPOCH or --generated-at pin it."""
+    if option:
+        return datetime.fromisoformat(option).astimezone(UTC)
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch:
+        return datetime.fromtimestamp(int(epoch), tz=UTC)
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def build_engine(runner: Runner = Runner.durable, rules_dir: Path | None = None) -> Engine:
+    try:
+        return Engine(load_rulepack(rules_dir), runner.value)
+    except RulePackError as exc:
+        _fail(1, f"rule pack refused: {exc}")
+
+
+def render(plan: CarePlan, fmt: Format, audience: Audience, language: str | None) -> bytes:
+    if fmt is Format.json:
+        return (plan.model_dump_json(indent=2) + "\n").encode()
+    if fmt is Format.html:
+        from reports import render_html
+
+        return render_html(plan, audience=audience.value, language=language).encode()
+    if fmt is Format.pdf:
+        from reports.pdf import render_pdf
+
+        return render_pdf(plan, audience=audience.value, language=language)
+    from api.fhir import care_plan_bundle
+
+    return (json.dumps(care_plan_bundle(plan), indent=2) + "\n").encode()
+
+
+@app.command()
+def evaluate(
+    intake: Annotated[str, typer.Argument(help="Intake JSON file (contract §1), or - for stdin.")],
+    format: Annotated[Format, typer.Option("--format", "-f")] = Format.json,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write here, not stdout.")] = None,
+    audience: Annotated[
+        Audience, typer.Option(help="html/pdf: clinician draft or patient summary.")
+    ] = Audience.clinician,
+    engine: Annotated[
+        Runner, typer.Option(help="durable (default) or the reference interpreter.")
+    ] = Runner.durable,
+    generated: Annotated[
+        str | None, typer.Option("--generated-at", help="ISO timestamp to stamp instead of now.")
+    ] = None,
+    rules_dir: Annotated[
+        Path | None, typer.Option(help="Rule pack folder (default: packaged rules/).")
+    ] = None,
+) -> None:
+    """Evaluate one intake and print the draft care plan."""
+    raw = read_intake_bytes(intake)
+    try:
+        parsed = parse_intake_json(raw)
+    except IntakeError as exc:
+        _invalid(exc.problems)
+    runner = build_engine(engine, rules_dir)
+    try:
+        plan = runner.evaluate(parsed, generated_at(generated))
+        body = render(plan, format, audience, parsed.preferences.language)
+    except CarepathError as exc:
+        _fail(1, f"refused: {exc}")
+    except Exception as exc:  # fail closed, never a traceback with patient data
+        _fail(1, f"internal error ({type(exc).__name__}); no plan was produced")
+    _write(body, output)
+
+
+def _write(body: bytes, output: Path | None) -> None:
+    if output is None:
+        sys.stdout.buffer.write(body)
+        sys.stdout.flush()
+        return
+    tmp = output.with_name(output.name + ".part")
+    tmp.write_bytes(body)
+    tmp.replace(output)
+
+
+@app.command()
+def batch(
+    input: Annotated[Path, typer.Argument(help="NDJSON: one intake per line.")],
+    output: Annotated[Path, typer.Option("-o", "--output")],
+    workers: Annotated[int, typer.Option(help="Worker processes (default: all cores).")] = 0,
+    generated: Annotated[str | None, typer.Option("--generated-at")] = None,
+) -> None:
+    """Evaluate many intakes on all cores; one result line per input line, in order."""
+    from api.batch import run_batch
+
+    stats = run_batch(input, output, workers or (os.cpu_count() or 1), generated_at(generated))
+    typer.echo(f"{stats['ok']} plans, {stats['invalid']} invalid, {stats['failed']} failed", err=True)
+    if stats["failed"]:
+        raise typer.Exit(1)
+
+
+@rules_app.command("lint")
+def rules_lint(
+    rules_dir: Annotated[Path | None, typer.Option()] = None,
+    today: Annotated[str | None, typer.Option(help="Date to judge review dates by (default today).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
+) -> None:
+    """Validate the pack (schema, facts, codes, citations, flags) and list review findings."""
+    from engine.governance import lint
+
+    pack = _pack(rules_dir)
+    findings = lint(pack, date.fromisoformat(today) if today else date.today())
+    for f in findings:
+        if not quiet or f.level != "info":
+            typer.echo(str(f))
+    typer.echo(f"{pack.id} {pack.version}: {len(pack.rules)} active rules, sha256 {pack.sha256}")
+
+
+@rules_app.command("test")
+def rules_test(rules_dir: Annotated[Path | None, typer.Option()] = None) -> None:
+    """Run every rule's own fires / does_not_fire examples, on both engines."""
+    from engine._durable import DurableRunner
+    from engine.governance import run_examples
+
+    pack = _pack(rules_dir)
+    failed = 0
+    for name, runner in (("reference", None), ("durable", DurableRunner(pack))):
+        for r in run_examples(pack, runner):
+            if not r.ok:
+                failed += 1
+                want = "fire" if r.expected else "not fire"
+                typer.echo(f"FAIL [{name}] {r.rule_id}: expected to {want} {r.error}".rstrip())
+    total = sum(len(r.rule.examples.fires) + len(r.rule.examples.does_not_fire) for r in pack.rules)
+    typer.echo(f"{total * 2 - failed} passed, {failed} failed")
+    if failed:
+        raise typer.Exit(1)
+
+
+@rules_app.command("diff")
+def rules_diff(old: Path, new: Path) -> None:
+    """Rules added, removed and changed between two pack folders (changes must bump version)."""
+    from engine.governance import diff_packs
+
+    d = diff_packs(_pack(old), _pack(new))
+    typer.echo(json.dumps(d.__dict__, indent=2))
+    if d.changed_without_version_bump:
+        raise typer.Exit(1)
+
+
+@rules_app.command("impact")
+def rules_impact(
+    old: Path,
+    new: Path,
+    intakes: Annotated[Path, typer.Option(help="Folder of intake JSON files or an NDJSON file.")],
+) -> None:
+    """Which intakes would get a different plan under the new pack, and how."""
+    from engine.governance import impact
+
+    cases = _load_intakes(intakes)
+    changes = impact(Engine(_pack(old), "reference"), Engine(_pack(new), "reference"), cases)
+    typer.echo(json.dumps({"intakes": len(cases), "changed": len(changes), "changes": changes}, indent=2))
+
+
+@rules_app.command("compile")
+def rules_compile(rules_dir: Annotated[Path | None, typer.Option()] = None) -> None:
+    """Print the durable_rules ruleset compiled from the pack (deterministic JSON)."""
+    from engine.compile import compile_pack
+
+    typer.echo(json.dumps(compile_pack(_pack(rules_dir)), indent=1, sort_keys=True))
+
+
+def _pack(rules_dir: Path | None) -> Any:
+    try:
+        return load_rulepack(rules_dir)
+    except RulePackError as exc:
+        _fail(1, f"rule pack refused: {exc}")
+
+
+def _load_intakes(source: Path) -> list[Any]:
+    texts = (
+        [p.read_text() for p in sorted(source.glob("*.json"))]
+        if source.is_dir()
+        else [line for line in source.read_text().splitlines() if line.strip()]
+    )
+    out = []
+    for n, text in enumerate(texts):
+        try:
+            out.append(parse_intake_json(text))
+        except IntakeError as exc:
+            _fail(2, f"intake {n} is invalid: {exc}")
+    return out
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(1)

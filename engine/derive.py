@@ -1,0 +1,474 @@
+"""(intake) -> flat facts. Pure; the "as of" date is the intake's assessment_date.
+
+A fact the intake does not let us know is left out of the result: absence is explicit.
+Every threshold is a named constant in ``engine.facts`` with its source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from engine import facts as T
+from engine.intake import Intake
+
+__all__ = ["derive", "Facts"]
+
+Facts = dict[str, bool | int | float | str]
+
+# Interaction table (drug names lower-case). Enzyme effects on methadone: F-85 note
+# (unconfirmed, general knowledge) and F-48 S30 rec 5; QT drugs: F-48, F-71 S01 p.27;
+# sedatives: F-53 S26. A clinician reviews any name not listed here.
+METHADONE_LEVEL_LOWERING = frozenset(
+    [
+        "efavirenz",
+        "nevirapine",
+        "rifampicin",
+        "rifampin",
+        "rifabutin",
+        "carbamazepine",
+        "phenytoin",
+        "phenobarbital",
+        "lopinavir",
+        "ritonavir",
+        "st_johns_wort",
+    ]
+)
+METHADONE_LEVEL_RAISING = frozenset(
+    [
+        "fluconazole",
+        "voriconazole",
+        "ketoconazole",
+        "itraconazole",
+        "clarithromycin",
+        "erythromycin",
+        "fluvoxamine",
+        "ciprofloxacin",
+    ]
+)
+QT_PROLONGING = frozenset(
+    [
+        "citalopram",
+        "escitalopram",
+        "haloperidol",
+        "ondansetron",
+        "amiodarone",
+        "sotalol",
+        "quetiapine",
+        "ziprasidone",
+        "chlorpromazine",
+        "thioridazine",
+        "domperidone",
+        "levofloxacin",
+        "moxifloxacin",
+        "azithromycin",
+        "erythromycin",
+        "clarithromycin",
+        "hydroxychloroquine",
+        "dofetilide",
+    ]
+)
+CNS_DEPRESSANTS = frozenset(
+    [
+        "gabapentin",
+        "pregabalin",
+        "zolpidem",
+        "zopiclone",
+        "eszopiclone",
+        "quetiapine",
+        "olanzapine",
+        "diazepam",
+        "lorazepam",
+        "alprazolam",
+        "clonazepam",
+        "oxazepam",
+        "temazepam",
+        "baclofen",
+        "promethazine",
+        "diphenhydramine",
+        "hydroxyzine",
+    ]
+)
+KNOWN_DRUGS = METHADONE_LEVEL_LOWERING | METHADONE_LEVEL_RAISING | QT_PROLONGING | CNS_DEPRESSANTS
+
+
+def derive(intake: Intake) -> Facts:
+    out: Facts = {}
+    for part in _PARTS:
+        for name, value in part(intake).items():
+            if value is not None:
+                out[name] = value
+    out.update(_asam_dimensions(out))
+    return out
+
+
+def _patient(i: Intake) -> dict[str, Any]:
+    p = i.patient
+    could_be = p.sex_at_birth != "male" and p.age <= T.CHILDBEARING_MAX_AGE
+    return {
+        "jurisdiction": i.jurisdiction,
+        "age": p.age,
+        "age_group": _age_group(p.age),
+        "sex_at_birth": p.sex_at_birth,
+        "pregnant": False if p.sex_at_birth == "male" else p.pregnant,
+        "pregnancy_status_unknown": could_be and p.pregnant is None,
+        "gestational_weeks": p.gestational_weeks,
+        "stage": i.stage,
+        "readiness": i.readiness,
+    }
+
+
+def _age_group(age: int) -> str:
+    if age < 16:
+        return "under_16"
+    if age < 18:
+        return "adolescent_16_17"
+    return "older_adult" if age >= T.OLDER_ADULT_AGE else "adult"
+
+
+def _opioids(i: Intake) -> dict[str, Any]:
+    used = i.substance_use.opioids
+    if used is None:
+        return {}
+    names = set(used)
+    illicit = names - {"prescription_opioids"}
+    found: dict[str, Any] = {f"uses_{o}": o in names for o in _OPIOID_NAMES}
+    found["uses_illicit_opioids"] = bool(illicit)
+    return found
+
+
+_OPIOID_NAMES = [
+    "heroin",
+    "fentanyl",
+    "prescription_opioids",
+    "illicit_methadone",
+    "illicit_buprenorphine",
+    "other_opioid",
+]
+
+
+def _use(i: Intake) -> dict[str, Any]:
+    su = i.substance_use
+    hours = su.last_use_hours
+    return {
+        "route": su.route,
+        "injects": None if su.route is None else su.route == "injection",
+        "frequency": su.frequency,
+        "last_use_hours": hours,
+        "last_use_days": None if hours is None else round(hours / 24, 2),
+        "dsm5_criteria_met": su.dsm5_criteria_met,
+        "has_oud": _maybe(su.dsm5_criteria_met, lambda n: n >= T.DSM5_MILD_MIN),
+        "oud_severity": _maybe(su.dsm5_criteria_met, _severity),
+        "cows_score": su.cows_score,
+        "cows_band": _maybe(su.cows_score, _cows_band),
+        "objective_withdrawal": _maybe(su.cows_score, lambda c: c >= T.COWS_BUPRENORPHINE_START),
+        "physically_dependent": su.physically_dependent,
+        "benzodiazepines": su.benzodiazepines,
+        "alcohol": su.alcohol,
+        "stimulants": su.stimulants,
+        "xylazine_exposure": su.xylazine_exposure,
+        **_sedatives(i),
+    }
+
+
+def _maybe(value: Any, fn: Callable[[Any], Any]) -> Any:
+    return None if value is None else fn(value)
+
+
+def _severity(n: int) -> str:
+    if n >= T.DSM5_SEVERE_MIN:
+        return "severe"
+    if n >= T.DSM5_MODERATE_MIN:
+        return "moderate"
+    return "mild" if n >= T.DSM5_MILD_MIN else "none"
+
+
+def _cows_band(c: int) -> str:
+    if c > T.COWS_SEVERE_ABOVE:
+        return "severe"
+    if c >= T.COWS_MOD_SEVERE_MIN:
+        return "moderately_severe"
+    if c >= T.COWS_MODERATE_MIN:
+        return "moderate"
+    return "mild" if c >= T.COWS_MILD_MIN else "none"
+
+
+def _sedatives(i: Intake) -> dict[str, Any]:
+    benzo, alcohol = i.substance_use.benzodiazepines, i.substance_use.alcohol
+    risky = (benzo in ("prescribed", "illicit")) or alcohol == "heavy"
+    known_safe = benzo == "none" and alcohol in ("none", "moderate")
+    co_use = True if risky else (False if known_safe else None)
+    seizures = i.medical.withdrawal_seizure_history
+    seizure_risk = None
+    if co_use is False or seizures is False:
+        seizure_risk = False
+    if co_use and seizures:
+        seizure_risk = True
+    return {"sedative_co_use": co_use, "sedative_withdrawal_seizure_risk": seizure_risk}
+
+
+def _long_acting(i: Intake) -> bool | None:
+    used = i.substance_use.opioids
+    on_agonist = i.current_treatment.moud in ("methadone", "buprenorphine")
+    if on_agonist or (used and {"illicit_methadone", "illicit_buprenorphine"} & set(used)):
+        return True
+    if used is None and i.current_treatment.moud is None:
+        return None
+    return False
+
+
+def _timing(i: Intake) -> dict[str, Any]:
+    hours = i.substance_use.last_use_hours
+    long_acting = _long_acting(i)
+    cows = i.substance_use.cows_score
+    gate = T.BUP_GATE_LONG_ACTING_H if long_acting else T.BUP_GATE_SHORT_ACTING_H
+    washout = T.NALTREXONE_WASHOUT_LONG_H if long_acting else T.NALTREXONE_WASHOUT_SHORT_H
+    on_agonist = i.current_treatment.moud in ("methadone", "buprenorphine")
+    resolved = None
+    if hours is not None:
+        resolved = hours > T.WITHDRAWAL_OVER_H and (cows is None or cows < T.COWS_BUPRENORPHINE_START)
+    return {
+        "long_acting_opioid_exposure": long_acting,
+        "buprenorphine_time_gate_met": None if hours is None else hours >= gate,
+        "withdrawal_resolved": resolved,
+        "naltrexone_washout_met": (False if on_agonist else (None if hours is None else hours >= washout)),
+    }
+
+
+def _treatment(i: Intake) -> dict[str, Any]:
+    ct = i.current_treatment
+    moud: str | None = ct.moud
+    if moud is None and ("moud" in ct.model_fields_set or i.stage == "post_withdrawal"):
+        moud = "none"
+    high_methadone = None
+    if moud is not None:
+        high_methadone = moud == "methadone" and (ct.dose_mg or 0) > T.METHADONE_SWITCH_MAX_MG
+    return {
+        "current_moud": moud,
+        "on_moud": None if moud is None else moud != "none",
+        "moud_dose_mg": ct.dose_mg,
+        "months_on_moud": ct.months_on_moud,
+        "moud_stable": ct.stable,
+        "on_high_dose_methadone": high_methadone,
+    }
+
+
+def _history(i: Intake) -> dict[str, Any]:
+    h = i.history
+    prior = h.prior_moud
+    found: dict[str, Any] = {
+        "withdrawal_episodes": h.withdrawal_episodes,
+        "outpatient_episodes": h.outpatient_episodes,
+        "residential_episodes": h.residential_episodes,
+        "relapses_after_outpatient": h.relapses_after_outpatient,
+        "overdoses_last_year": h.overdoses_last_year,
+        "repeated_outpatient_failure": _maybe(
+            h.relapses_after_outpatient, lambda n: n >= T.REPEATED_RELAPSE_MIN
+        ),
+    }
+    if prior is not None:
+        found.update({f"prior_{m}": m in prior for m in ("methadone", "buprenorphine", "naltrexone")})
+    return found
+
+
+def _mental_health(i: Intake) -> dict[str, Any]:
+    mh = i.mental_health
+    found: dict[str, Any] = {
+        "suicidal_ideation": mh.suicidal_ideation,
+        "recent_suicide_attempt": mh.recent_suicide_attempt,
+        "in_psychiatric_care": mh.in_psychiatric_care,
+    }
+    if mh.conditions is not None:
+        conds = set(mh.conditions)
+        found.update({f"mh_{c}": c in conds for c in _CONDITION_NAMES})
+        found["has_psychiatric_condition"] = bool(conds)
+        found["severe_mental_illness"] = bool(conds & {"bipolar", "psychosis"})
+    return found
+
+
+_CONDITION_NAMES = [
+    "depression",
+    "anxiety",
+    "ptsd",
+    "bipolar",
+    "psychosis",
+    "personality_disorder",
+    "adhd",
+    "other",
+]
+
+
+def _medical(i: Intake) -> dict[str, Any]:
+    m = i.medical
+    found: dict[str, Any] = {
+        "qtc_ms": m.qtc_ms,
+        "qtc_band": _maybe(m.qtc_ms, _qtc_band),
+        "hepatic_impairment": m.hepatic_impairment,
+        "hiv": m.hiv,
+        "hcv": m.hcv,
+        "chronic_pain": m.chronic_pain,
+        "prescribed_opioid_analgesics": m.prescribed_opioid_analgesics,
+        "upcoming_surgery": m.upcoming_surgery,
+        "withdrawal_seizure_history": m.withdrawal_seizure_history,
+    }
+    if m.interacting_medications is not None:
+        found.update(_interactions(m.interacting_medications))
+    return found
+
+
+def _qtc_band(ms: int) -> str:
+    if ms > T.QTC_PROLONGED_ABOVE:
+        return "prolonged"
+    return "borderline" if ms >= T.QTC_BORDERLINE_MIN else "normal"
+
+
+def _drug_key(name: str) -> str:
+    return name.strip().lower().replace("'", "").replace(" ", "_").replace("-", "_")
+
+
+def _interactions(names: list[str]) -> dict[str, bool]:
+    drugs = {_drug_key(n) for n in names}
+    return {
+        "takes_methadone_level_lowering_drug": bool(drugs & METHADONE_LEVEL_LOWERING),
+        "takes_methadone_level_raising_drug": bool(drugs & METHADONE_LEVEL_RAISING),
+        "takes_qt_prolonging_drug": bool(drugs & QT_PROLONGING),
+        "takes_cns_depressant_drug": bool(drugs & CNS_DEPRESSANTS),
+        "has_unrecognised_medication": bool(drugs - KNOWN_DRUGS),
+    }
+
+
+def _social(i: Intake) -> dict[str, Any]:
+    s = i.social
+    released = _maybe(s.days_since_release, lambda d: d <= T.RELEASE_HIGH_RISK_DAYS)
+    involved = None
+    if s.legal is not None or released is not None:
+        involved = (s.legal not in (None, "none")) or bool(released)
+    return {
+        "can_leave_work": s.can_leave_work,
+        "caregiver": s.caregiver,
+        "privacy_concern": s.privacy_concern,
+        "housing": s.housing,
+        "home_supports_recovery": s.home_supports_recovery,
+        "support_system": s.support_system,
+        "legal": s.legal,
+        "days_since_release": s.days_since_release,
+        "recently_released": released,
+        "criminal_justice_involved": involved,
+    }
+
+
+def _preferences(i: Intake) -> dict[str, Any]:
+    p = i.preferences
+    return {
+        "preferred_medication": p.medication,
+        "preferred_setting": p.setting,
+        "goal": p.goal,
+        "declines_counselling": p.declines_counselling,
+    }
+
+
+def _overdose(i: Intake) -> dict[str, Any]:
+    su, s = i.substance_use, i.social
+    hours = su.last_use_hours
+    on_agonist = i.current_treatment.moud in ("methadone", "buprenorphine")
+    released = s.days_since_release is not None and s.days_since_release <= T.RELEASE_HIGH_RISK_DAYS
+    abstinent = hours is not None and hours >= T.NALTREXONE_WASHOUT_SHORT_H and not on_agonist
+    lost = i.stage == "post_withdrawal" or released or abstinent
+    factors = [
+        (i.history.overdoses_last_year or 0) > 0,
+        released,
+        bool(lost),
+        bool(su.opioids and "fentanyl" in su.opioids),
+        su.benzodiazepines in ("prescribed", "illicit") or su.alcohol == "heavy",
+        su.route == "injection",
+        bool(su.xylazine_exposure),
+    ]
+    return {"loss_of_tolerance": lost, "overdose_risk_factors": sum(factors)}
+
+
+_PARTS: tuple[Callable[[Intake], dict[str, Any]], ...] = (
+    _patient,
+    _opioids,
+    _use,
+    _timing,
+    _treatment,
+    _history,
+    _mental_health,
+    _medical,
+    _social,
+    _preferences,
+    _overdose,
+)
+
+
+# --- ASAM dimensions (F-39, design inference; F-34 S42 for the 0-4 scale) -----------------
+
+
+def _asam_dimensions(f: Facts) -> dict[str, int]:
+    dims = {
+        "asam_d1": _d1(f),
+        "asam_d2": _d2(f),
+        "asam_d3": _d3(f),
+        "asam_d4": _d4(f),
+        "asam_d5": _d5(f),
+        "asam_d6": _d6(f),
+    }
+    dims["safety_dimension_max"] = max(dims["asam_d1"], dims["asam_d2"], dims["asam_d3"])
+    return dims
+
+
+def _d1(f: Facts) -> int:
+    seizure = f.get("sedative_withdrawal_seizure_risk") is True
+    band = f.get("cows_band")
+    if seizure and band == "severe":
+        return 4
+    if seizure or band == "severe":
+        return 3
+    if band in ("moderate", "moderately_severe") or (band is None and f.get("stage") == "in_withdrawal"):
+        return 2
+    return 1 if band == "mild" else 0
+
+
+def _d2(f: Facts) -> int:
+    if f.get("hepatic_impairment") == "severe":
+        return 3
+    if f.get("qtc_band") == "prolonged" or f.get("hepatic_impairment") == "moderate":
+        return 2
+    flags = ("pregnant", "hiv", "hcv", "chronic_pain", "upcoming_surgery")
+    return 1 if any(f.get(k) is True for k in flags) else 0
+
+
+def _d3(f: Facts) -> int:
+    si = f.get("suicidal_ideation")
+    if si == "active_with_plan" or f.get("recent_suicide_attempt") is True:
+        return 4
+    if si == "active_no_plan":
+        return 3
+    if si == "passive" or f.get("severe_mental_illness") is True:
+        return 2
+    return 1 if f.get("has_psychiatric_condition") is True else 0
+
+
+def _d4(f: Facts) -> int:
+    return {"precontemplation": 3, "contemplation": 2, "preparation": 1}.get(str(f.get("readiness")), 0)
+
+
+def _d5(f: Facts) -> int:
+    if f.get("repeated_outpatient_failure") is True:
+        return 3
+    if f.get("stage") == "remission":
+        return 0
+    risky = f.get("frequency") == "daily" or int(f.get("overdoses_last_year", 0)) > 0
+    return 2 if risky else 1
+
+
+def _d6(f: Facts) -> int:
+    homeless = f.get("housing") == "homeless"
+    unsafe_home = f.get("home_supports_recovery") is False
+    if homeless and (unsafe_home or f.get("support_system") == "none"):
+        return 4
+    if homeless or unsafe_home:
+        return 3
+    if f.get("housing") == "unstable" or f.get("support_system") == "none":
+        return 2
+    return 1 if f.get("support_system") == "limited" else 0

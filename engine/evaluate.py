@@ -1,0 +1,93 @@
+"""The single entry point: validate -> derive -> run -> assemble -> explain -> check.
+
+The engine never reads the clock: ``generated_at`` is an input. Everything else in the plan
+is a function of the intake and the rule pack.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Literal, Protocol
+
+from engine.derive import Facts, derive
+from engine.errors import EngineError
+from engine.explain import missing_information, trace_of, why_not_recommended
+from engine.intake import Intake, intake_sha256
+from engine.ir import Firing, ReferenceRunner
+from engine.pathway import build_alerts, build_phases, choose_level, emissions
+from engine.plan import CarePlan, RulesetRef
+from engine.rulepack import RulePack
+
+__all__ = ["Engine", "Runner", "check_plan"]
+
+
+class Runner(Protocol):
+    def run(self, facts: Facts) -> list[Firing]: ...
+
+
+class Engine:
+    """A rule pack bound to a runner. Build once; evaluate many intakes."""
+
+    def __init__(self, pack: RulePack, runner: Literal["durable", "reference"] = "durable") -> None:
+        self.pack = pack
+        self.runner_name = runner
+        self._runner: Runner
+        if runner == "durable":
+            from engine._durable import DurableRunner
+
+            self._runner = DurableRunner(pack)
+        else:
+            self._runner = ReferenceRunner(pack)
+
+    def fire(self, intake: Intake) -> tuple[Facts, list[Firing]]:
+        facts = derive(intake)
+        return facts, self._runner.run(facts)
+
+    def evaluate(self, intake: Intake, generated_at: datetime) -> CarePlan:
+        facts, firings = self.fire(intake)
+        plan = assemble(self.pack, intake, facts, firings, generated_at)
+        check_plan(plan, facts)
+        return plan
+
+
+def assemble(
+    pack: RulePack, intake: Intake, facts: Facts, firings: list[Firing], generated_at: datetime
+) -> CarePlan:
+    ems = emissions(pack, firings)
+    level, level_item, other_levels = choose_level(pack, ems)
+    phases, dropped = build_phases(pack, ems, level_item)
+    items = [i for p in phases for i in p.items]
+    why_not = why_not_recommended(pack, facts, firings, items, {d.code for d in dropped})
+    digest = intake_sha256(intake)
+    return CarePlan(
+        plan_id="cp_" + hashlib.sha256(f"{digest}:{pack.sha256}".encode()).hexdigest()[:24],
+        generated_at=generated_at,
+        assessment_date=intake.assessment_date,
+        jurisdiction=intake.jurisdiction,
+        ruleset=RulesetRef(
+            id=pack.id, version=pack.version, sha256=pack.sha256, effective_date=pack.effective_date
+        ),
+        intake_sha256=digest,
+        alerts=build_alerts(pack, ems),
+        level_of_care=level,
+        phases=phases,
+        considered_not_recommended=dropped + other_levels + why_not,
+        missing_information=missing_information(pack, facts, firings),
+        trace=trace_of(firings),
+    )
+
+
+def check_plan(plan: CarePlan, facts: Facts) -> None:
+    """Safety invariants. A violation is a defect in the rule pack: refuse, never guess."""
+    items = plan.items()
+    avoided = {i.code for i in items if i.kind == "avoid"}
+    clash = avoided & {i.code for i in items if i.kind in ("recommend", "consider")}
+    if clash:
+        raise EngineError(f"plan both recommends and avoids {sorted(clash)}")
+    positive = {i.code for i in items if i.kind in ("recommend", "consider")}
+    if "hr.naloxone" not in positive:
+        raise EngineError("plan lacks naloxone (every OUD plan must offer it)")
+    wm = {c for c in positive if c.startswith("wm.") and c != "wm.not_indicated"}
+    if wm and not ({c for c in positive if c.startswith("moud.")} and "aft.follow_up" in positive):
+        raise EngineError("withdrawal management without an offer of medication and follow-up")

@@ -1,0 +1,121 @@
+"""Trace, "why not", and missing information.
+
+- The trace is what the engine recorded while rules fired (never reconstructed).
+- "Why not" for medications and the preferred setting comes from ``engine.ir.why_not``: the
+  first clause of the relevant rule that did not hold.
+- Missing information: a rule whose three-valued outcome is *unknown* could change the plan
+  if an absent fact were answered; the intake fields behind those facts are listed.
+"""
+
+from __future__ import annotations
+
+from engine.derive import Facts
+from engine.facts import FACTS
+from engine.ir import Firing, holds3, why_not
+from engine.plan import Item, MissingInfo, NotRecommended, TraceEntry
+from engine.rulepack import PackRule, RulePack
+
+__all__ = ["trace_of", "missing_information", "why_not_recommended"]
+
+WHY_NOT_CODES = ("moud.methadone", "moud.buprenorphine", "moud.naltrexone_xr")
+_PREFERRED_CODE = {
+    "methadone": "moud.methadone",
+    "buprenorphine": "moud.buprenorphine",
+    "naltrexone": "moud.naltrexone_xr",
+}
+_MAX_RULES_NAMED = 3
+
+
+def trace_of(firings: list[Firing]) -> list[TraceEntry]:
+    return [TraceEntry(rule_id=f.rule_id, matched_facts=f.matched_facts) for f in firings]
+
+
+def _flags(pack: RulePack, firings: list[Firing]) -> frozenset[str]:
+    by_id = pack.by_id
+    return frozenset(flag for f in firings for flag in by_id[f.rule_id].rule.sets)
+
+
+def missing_information(pack: RulePack, facts: Facts, firings: list[Firing]) -> list[MissingInfo]:
+    flags = _flags(pack, firings)
+    fired = {f.rule_id for f in firings}
+    by_field: dict[str, list[PackRule]] = {}
+    for rule in pack.rules:
+        if holds3(rule.cond, facts, flags) is not None:
+            continue
+        for fact in rule.facts:
+            if fact in facts:
+                continue
+            for field in FACTS[fact].sources:
+                if not _answered(field, facts):
+                    by_field.setdefault(field, []).append(rule)
+    return [
+        MissingInfo(field=field, why_it_matters=_why(rules, fired))
+        for field, rules in sorted(by_field.items(), key=lambda kv: _field_order(kv[0]))
+    ]
+
+
+def _answered(field: str, facts: Facts) -> bool:
+    """A source field counts as answered when any fact read only from it is known."""
+    return any(fact.sources == (field,) and fact.name in facts for fact in FACTS.values())
+
+
+_SECTIONS = (
+    "patient",
+    "stage",
+    "readiness",
+    "jurisdiction",
+    "substance_use",
+    "current_treatment",
+    "history",
+    "mental_health",
+    "medical",
+    "social",
+    "preferences",
+)
+
+
+def _field_order(field: str) -> tuple[int, str]:
+    head = field.split(".")[0]
+    return (_SECTIONS.index(head) if head in _SECTIONS else len(_SECTIONS), field)
+
+
+def _why(rules: list[PackRule], fired: set[str]) -> str:
+    unique = sorted({r.id: r for r in rules}.values(), key=lambda r: r.id)
+    named = [
+        f"{r.id} ({r.rule.title}){' - currently applied' if r.id in fired else ''}"
+        for r in unique[:_MAX_RULES_NAMED]
+    ]
+    more = len(unique) - len(named)
+    tail = f" and {more} more rule(s)" if more > 0 else ""
+    return "Could change: " + "; ".join(named) + tail
+
+
+def why_not_recommended(
+    pack: RulePack, facts: Facts, firings: list[Firing], items: list[Item], already: set[str]
+) -> list[NotRecommended]:
+    present = {i.code for i in items}
+    wanted = list(WHY_NOT_CODES)
+    preferred = _PREFERRED_CODE.get(str(facts.get("preferred_medication")))
+    if preferred and preferred not in wanted:
+        wanted.append(preferred)
+    flags = _flags(pack, firings)
+    out = []
+    for code in wanted:
+        if code in present or code in already:
+            continue
+        rules = _proposers(pack, code)
+        if rules:
+            first = rules[0]
+            reason = f"{first.id} ({first.rule.title}) did not apply: {why_not(first.cond, facts, flags)}"
+            if code == preferred:
+                reason = "Patient's preferred medication. " + reason
+            out.append(NotRecommended(code=code, reason=reason, rule_ids=[r.id for r in rules]))
+    return out
+
+
+def _proposers(pack: RulePack, code: str) -> list[PackRule]:
+    return [
+        r
+        for r in pack.rules
+        if any(t.code == code and t.kind in ("recommend", "consider") for t in r.rule.then)
+    ]
