@@ -54,9 +54,15 @@ def missing_information(pack: RulePack, facts: Facts, firings: list[Firing]) -> 
     ]
 
 
+_SINGLE_SOURCE: dict[str, tuple[str, ...]] = {}
+for _fact in FACTS.values():
+    if len(_fact.sources) == 1:
+        _SINGLE_SOURCE[_fact.sources[0]] = (*_SINGLE_SOURCE.get(_fact.sources[0], ()), _fact.name)
+
+
 def _answered(field: str, facts: Facts) -> bool:
     """A source field counts as answered when any fact read only from it is known."""
-    return any(fact.sources == (field,) and fact.name in facts for fact in FACTS.values())
+    return any(name in facts for name in _SINGLE_SOURCE.get(field, ()))
 
 
 _SECTIONS = (

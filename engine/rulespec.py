@@ -26,7 +26,8 @@ A rule is a cited, versioned document a clinician can review without reading Pyt
       fires: [{intake: {...partial intake...}}]
       does_not_fire: [{intake: {...}}]
 
-Condition language: ``{all: [...]}``, ``{any: [...]}``, ``{not: ...}``, ``{flag: NAME}`` (only
+Condition language: ``always`` (as the whole condition: applies to every intake),
+``{all: [...]}``, ``{any: [...]}``, ``{not: ...}``, ``{flag: NAME}`` (only
 directly under the top-level ``all``), and tests on one fact::
 
     {fact: F, is: V}  {fact: F, is_not: V}  {fact: F, in: [..]}  {fact: F, not_in: [..]}
@@ -43,7 +44,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "Cond",
@@ -140,6 +141,8 @@ class ConditionSyntaxError(ValueError):
 
 
 def parse_condition(raw: Any, top: bool = True) -> Cond:
+    if raw == "always" and top:
+        return All(())  # applies to every intake; records no triggering facts
     if not isinstance(raw, dict) or len(raw) == 0:
         raise ConditionSyntaxError("a condition must be a non-empty mapping")
     if "all" in raw or "any" in raw:
@@ -234,7 +237,7 @@ class Example(_Strict):
 
 class Examples(_Strict):
     fires: list[Example] = Field(min_length=1)
-    does_not_fire: list[Example] = Field(min_length=1)
+    does_not_fire: list[Example] = Field(default_factory=list)
 
 
 class Rule(_Strict):
@@ -272,6 +275,8 @@ class Rule(_Strict):
                 raise ValueError(f"knowledge-base reference '{fid}' must look like F-nn or Rnn")
         return ids
 
-    @property
-    def condition(self) -> Cond:
-        return parse_condition(self.when)
+    @model_validator(mode="after")
+    def _counter_example(self) -> Rule:
+        if self.when != "always" and not self.examples.does_not_fire:
+            raise ValueError("examples.does_not_fire needs a case (only 'always' rules may omit it)")
+        return self
