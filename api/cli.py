@@ -16,6 +16,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from api.cli_service import register_service_commands
 from engine import CarePlan, Engine, IntakeError, RulePackError, load_rulepack, parse_intake_json
 from engine.errors import CarepathError, FieldProblem
 from engine.intake import MAX_INTAKE_BYTES
@@ -90,17 +91,26 @@ def build_engine(runner: Runner = Runner.durable, rules_dir: Path | None = None)
         _fail(1, f"rule pack refused: {exc}")
 
 
-def render(plan: CarePlan, fmt: Format, audience: Audience, language: str | None) -> bytes:
+def render(
+    plan: CarePlan,
+    fmt: Format,
+    audience: Audience,
+    language: str | None,
+    patient: Any = None,
+    pack: Any = None,
+) -> bytes:
     if fmt is Format.json:
         return (plan.model_dump_json(indent=2) + "\n").encode()
     if fmt is Format.html:
         from reports import render_html
 
-        return render_html(plan, audience=audience.value, language=language).encode()
+        return render_html(
+            plan, audience=audience.value, language=language, patient=patient, pack=pack
+        ).encode()
     if fmt is Format.pdf:
         from reports.pdf import render_pdf
 
-        return render_pdf(plan, audience=audience.value, language=language)
+        return render_pdf(plan, audience=audience.value, language=language, patient=patient, pack=pack)
     from api.fhir import care_plan_bundle
 
     return (json.dumps(care_plan_bundle(plan), indent=2) + "\n").encode()
@@ -133,12 +143,20 @@ def evaluate(
     runner = build_engine(engine, rules_dir)
     try:
         plan = runner.evaluate(parsed, generated_at(generated))
-        body = render(plan, format, audience, parsed.preferences.language)
+        patient = _patient(parsed) if format in (Format.html, Format.pdf) else None
+        body = render(plan, format, audience, parsed.preferences.language, patient, runner.pack)
     except CarepathError as exc:
         _fail(1, f"refused: {exc}")
     except Exception as exc:  # fail closed, never a traceback with patient data
         _fail(1, f"internal error ({type(exc).__name__}); no plan was produced")
     _write(body, output)
+
+
+def _patient(parsed: Any) -> Any:
+    """Identifiers for the report header (the plan carries none); never logged."""
+    from reports import patient_from_intake
+
+    return patient_from_intake(parsed)
 
 
 def _write(body: bytes, output: Path | None) -> None:
@@ -257,6 +275,9 @@ def _load_intakes(source: Path) -> list[Any]:
         except IntakeError as exc:
             _fail(2, f"intake {n} is invalid: {exc}")
     return out
+
+
+register_service_commands(app)  # serve, users, audit, db (api/cli_service.py)
 
 
 def main() -> None:

@@ -65,20 +65,26 @@ class DurableRunner:
             evaluation = None
             try:
                 evaluation = self._evals[c.m.sid]
-                if rule.id not in evaluation.firings:
-                    facts = {k: c.m[k] for k in rule.facts if k in c.m}
-                    evaluation.firings[rule.id] = Firing(
-                        rule.id, matched_facts(rule.facts, rule.flags, facts)
-                    )
-                    for flag in rule.rule.sets:
-                        c.assert_fact({"t": FLAG_TAG, "name": flag, "by": rule.id})
+                self._on_fire(c, rule, evaluation)
             except BaseException as exc:  # noqa: BLE001 - surfaced after the run
                 if evaluation is not None:
                     evaluation.errors.append(exc)
                 else:
-                    raise
+                    raise  # durable stores it in the session state; run() checks for it
 
         return act
+
+    def _on_fire(self, c: Any, rule: PackRule, evaluation: _Evaluation) -> None:
+        """What a firing does: record (rule id, matched facts), assert the rule's flags.
+
+        Any exception raised here fails the evaluation (tests subclass this to prove it).
+        """
+        if rule.id in evaluation.firings:
+            return  # an OR rule fires once per true branch
+        facts = {k: c.m[k] for k in rule.facts if k in c.m}
+        evaluation.firings[rule.id] = Firing(rule.id, matched_facts(rule.facts, rule.flags, facts))
+        for flag in rule.rule.sets:
+            c.assert_fact({"t": FLAG_TAG, "name": flag, "by": rule.id})
 
     def run(self, facts: Facts) -> list[Firing]:
         for key in _RESERVED:
@@ -87,20 +93,27 @@ class DurableRunner:
         with _LOCK:
             sid = f"e{next(_COUNTER)}"
             evaluation = self._evals[sid] = _Evaluation()
+            asserted = False
             try:
-                self._host.assert_fact(self._name, {**facts, "t": INTAKE_TAG, "sid": sid})
+                state = self._host.assert_fact(self._name, {**facts, "t": INTAKE_TAG, "sid": sid})
+                asserted = True
             except Exception as exc:
                 raise EngineError(f"rules engine failed: {type(exc).__name__}") from exc
             finally:
                 self._evals.pop(sid, None)
-                self._delete(sid)
+                # after a failed assert the state may not exist: do not mask the first error
+                self._delete(sid, quiet=not asserted)
         if evaluation.errors:
             first = evaluation.errors[0]
             raise EngineError(f"a rule action failed: {type(first).__name__}") from first
+        if isinstance(state, dict) and "exception" in state:
+            # durable caught an action error itself; its text may hold facts, so it is not shown
+            raise EngineError("a rule action failed inside the rules engine")
         return sorted(evaluation.firings.values(), key=lambda f: f.rule_id)
 
-    def _delete(self, sid: str) -> None:
+    def _delete(self, sid: str, quiet: bool = False) -> None:
         try:
             self._host.delete_state(self._name, sid)
         except Exception as exc:  # noqa: BLE001
-            raise EngineError("rules engine could not release an evaluation's state") from exc
+            if not quiet:
+                raise EngineError("rules engine could not release an evaluation's state") from exc

@@ -92,10 +92,19 @@ CNS_DEPRESSANTS = frozenset(
 KNOWN_DRUGS = METHADONE_LEVEL_LOWERING | METHADONE_LEVEL_RAISING | QT_PROLONGING | CNS_DEPRESSANTS
 
 
+FACT_DECIMALS = 4
+"""Numbers are rounded to 4 decimals (0.36 s of an hour; no threshold needs finer). Reason:
+durable_rules' JSON parser refuses an exponent without a decimal point ("1e-05"), which
+Python writes for some floats below 1e-4: ``last_use_hours: 0.00001`` made every evaluation
+fail. Rounded, every fact in range is written without an exponent; both runners see it."""
+
+
 def derive(intake: Intake) -> Facts:
     out: Facts = {}
     for part in _PARTS:
         for name, value in part(intake).items():
+            if isinstance(value, float):
+                value = round(value, FACT_DECIMALS)
             if value is not None:
                 out[name] = value
     out.update(_asam_dimensions(out))

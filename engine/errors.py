@@ -14,7 +14,6 @@ are values in the plan, shown to the clinician.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,8 +48,6 @@ class EngineError(CarepathError):
     pass
 
 
-_SAFE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
-
 _EXPECTED = {
     "missing": "is required",
     "extra_forbidden": "is not a field of the intake (unknown fields are rejected)",
@@ -76,13 +73,15 @@ _EXPECTED = {
 }
 
 
-def _path(loc: tuple[Any, ...], kind: str) -> str:
+def _path(loc: tuple[Any, ...], kind: str, known_fields: frozenset[str]) -> str:
     parts: list[str] = []
     for i, part in enumerate(loc):
         last = i == len(loc) - 1
         if isinstance(part, int):
             parts.append(f"[{part}]")
-        elif kind == "extra_forbidden" and last and not _SAFE_KEY.match(str(part)):
+        elif kind == "extra_forbidden" and last and part not in known_fields:
+            # An unknown key may itself be patient data (a name used as a key): only a key
+            # that is a contract field name (misplaced, not invented) is shown.
             parts.append("(unrecognised field name)")
         else:
             parts.append(str(part))
@@ -115,13 +114,17 @@ def _message(err: dict[str, Any]) -> str:
     return "has an invalid value"
 
 
-def problems_from_validation(exc: Any) -> list[FieldProblem]:
-    """Turn a pydantic ValidationError into field problems without echoing any input."""
+def problems_from_validation(exc: Any, known_fields: frozenset[str] = frozenset()) -> list[FieldProblem]:
+    """Turn a pydantic ValidationError into field problems without echoing any input.
+
+    ``known_fields``: the field names of the contract; an unknown key is named only when it is
+    one of them (e.g. ``age`` at the top level), never when it could be submitted data.
+    """
     problems: list[FieldProblem] = []
     for err in exc.errors(include_input=False, include_url=False):
         loc = tuple(err.get("loc", ()))
         if err["type"] in ("json_invalid", "json_type"):
             problems.append(FieldProblem("(intake)", "is not valid JSON: expected a JSON object"))
             continue
-        problems.append(FieldProblem(_path(loc, err["type"]), _message(err)))
+        problems.append(FieldProblem(_path(loc, err["type"], known_fields), _message(err)))
     return problems or [FieldProblem("(intake)", "is not a valid intake")]

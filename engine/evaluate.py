@@ -29,15 +29,20 @@ class Runner(Protocol):
 class Engine:
     """A rule pack bound to a runner. Build once; evaluate many intakes."""
 
-    def __init__(self, pack: RulePack, runner: Literal["durable", "reference"] = "durable") -> None:
+    def __init__(self, pack: RulePack, runner: Literal["durable", "reference"] | Runner = "durable") -> None:
+        """``runner``: a name, or a Runner built on ``pack`` (the seam for fakes in tests)."""
         self.pack = pack
-        self.runner_name = runner
         self._runner: Runner
-        if runner == "durable":
+        if not isinstance(runner, str):
+            self.runner_name = type(runner).__name__
+            self._runner = runner
+        elif runner == "durable":
             from engine._durable import DurableRunner
 
+            self.runner_name = runner
             self._runner = DurableRunner(pack)
         else:
+            self.runner_name = runner
             self._runner = ReferenceRunner(pack)
 
     def fire(self, intake: Intake) -> tuple[Facts, list[Firing]]:

@@ -193,7 +193,20 @@ def parse_intake_json(raw: bytes | str) -> Intake:
     except IntakeError:
         raise
     except ValueError as exc:  # pydantic.ValidationError is a ValueError
-        raise IntakeError(problems_from_validation(exc)) from None
+        raise IntakeError(problems_from_validation(exc, _FIELD_NAMES)) from None
+
+
+def _field_names(model: type[BaseModel]) -> set[str]:
+    names: set[str] = set()
+    for name, info in model.model_fields.items():
+        names.add(name)
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            names |= _field_names(info.annotation)
+    return names
+
+
+_FIELD_NAMES = frozenset(_field_names(Intake))
+"""Every field name of the contract: the only unknown keys an error message may repeat."""
 
 
 def parse_intake_obj(obj: Any) -> Intake:
@@ -206,8 +219,15 @@ def parse_intake_obj(obj: Any) -> Intake:
 
 
 def canonical_intake_json(intake: Intake) -> str:
-    """Field-order independent, whitespace-free JSON of the validated intake."""
+    """Field-order independent, whitespace-free JSON of the validated intake.
+
+    A null means the same as a missing field, except an explicit ``current_treatment.moud:
+    null`` ("no MOUD", see ``engine.derive``): it is kept, so two intakes that mean different
+    things never share a hash (and a plan id).
+    """
     data = intake.model_dump(mode="json", exclude_none=True)
+    if intake.current_treatment.moud is None and "moud" in intake.current_treatment.model_fields_set:
+        data.setdefault("current_treatment", {})["moud"] = None
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 

@@ -101,9 +101,9 @@ def load_rulepack(directory: Path | str | None = None) -> RulePack:
     manifest = _read(root / "pack.yaml")
     citations = _citations(_read(root / "citations.yaml"))
     codes = _codes(_read(root / "codes.yaml"))
-    rules = _rules(root)
+    rules, files = _rules(root)
     active = [r for r in rules if r.status == "active"]
-    packed = _stratify([_check(r, citations, codes) for r in active])
+    packed = _stratify([_check_in(files[r.id], r, citations, codes) for r in active], files)
     return RulePack(
         id=_need(manifest, "id", "pack.yaml"),
         version=str(_need(manifest, "version", "pack.yaml")),
@@ -160,7 +160,8 @@ def _codes(data: Any) -> dict[str, Code]:
     return out
 
 
-def _rules(root: Path) -> list[Rule]:
+def _rules(root: Path) -> tuple[list[Rule], dict[str, str]]:
+    """Every rule document, and the file each rule id comes from (for error messages)."""
     found: list[Rule] = []
     seen: dict[str, str] = {}
     files = sorted((root / "pack").glob("*.yaml"))
@@ -174,7 +175,7 @@ def _rules(root: Path) -> list[Rule]:
                 raise RulePackError(f"{path.name}: {rule.id} is already defined in {seen[rule.id]}")
             seen[rule.id] = path.name
             found.append(rule)
-    return found
+    return found, seen
 
 
 def _validate(raw: Any, where: str) -> Rule:
@@ -193,6 +194,13 @@ def _short(exc: Exception) -> str:
             f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_input=False)
         )
     return str(exc)
+
+
+def _check_in(where: str, rule: Rule, citations: dict[str, Citation], codes: dict[str, Code]) -> PackRule:
+    try:
+        return _check(rule, citations, codes)
+    except RulePackError as exc:
+        raise RulePackError(f"{where}: {exc}") from None
 
 
 def _check(rule: Rule, citations: dict[str, Citation], codes: dict[str, Code]) -> PackRule:
@@ -249,7 +257,7 @@ def _check_then(rid: str, item: dict[str, Any], codes: dict[str, Code]) -> None:
         raise RulePackError(f"{rid}: {code.code} needs a kind (and no severity or effect)")
 
 
-def _stratify(rules: list[PackRule]) -> list[PackRule]:
+def _stratify(rules: list[PackRule], files: dict[str, str]) -> list[PackRule]:
     """Order rules so a flag is set before it is needed; reject unknown flags and cycles."""
     setters: dict[str, list[str]] = {}
     for r in rules:
@@ -260,13 +268,16 @@ def _stratify(rules: list[PackRule]) -> list[PackRule]:
 
     def level(rid: str, path: tuple[str, ...]) -> int:
         if rid in path:
-            raise RulePackError(f"flag cycle: {' -> '.join(path + (rid,))}")
+            steps = [f"{r} ({files.get(r, '?')})" for r in path + (rid,)]
+            raise RulePackError(f"flag cycle: {' -> '.join(steps)}")
         if rid not in depth:
             r = by_id[rid]
             deps = []
             for flag in r.flags:
                 if flag not in setters:
-                    raise RulePackError(f"{rid}: needs flag '{flag}' that no active rule sets")
+                    raise RulePackError(
+                        f"{files.get(rid, '?')}: {rid}: needs flag '{flag}' that no active rule sets"
+                    )
                 deps += [level(s, path + (rid,)) + 1 for s in setters[flag]]
             depth[rid] = max(deps, default=0)
         return depth[rid]

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from engine import Engine, load_rulepack
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXED_TIME = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+# Hypothesis: 200 examples per property locally; CI=1 (or HYPOTHESIS_PROFILE=ci) runs 1000,
+# derandomized, on top of Hypothesis' own CI settings. No deadlines: no timed asserts.
+settings.register_profile("default", max_examples=200, deadline=None)
+settings.register_profile("ci", settings.get_profile("ci"), max_examples=1000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "default"))
 
 
 @pytest.fixture(scope="session")

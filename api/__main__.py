@@ -1,0 +1,5 @@
+"""``python -m api ...`` is ``carepath ...``."""
+
+from api.cli import main
+
+main()

@@ -1,0 +1,148 @@
+"""The app factory. ``create_app(settings)`` builds nothing heavy: the database, the rules
+engine (one per process) and the audit sink are built in the lifespan, on startup.
+
+Fakes for tests go in through the keyword arguments (``engine=``, ``audit_sink=``,
+``clock=``); ``carepath serve`` uses ``app_from_env`` (settings from the environment).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.openapi.utils import get_openapi
+from starlette.concurrency import run_in_threadpool
+
+from api.audit import AuditSink
+from api.deps import csrf_token
+from api.errors import install_error_handlers
+from api.middleware import ServiceMiddleware
+from api.routes import overrides, plans, session, system
+from api.runtime import build_runtime
+from api.schemas import OverrideIn
+from api.settings import Settings
+from engine import Engine, Intake
+
+__all__ = ["create_app", "app_from_env", "route_table", "RouteInfo", "API_TITLE"]
+
+API_TITLE = "carepath"
+API_DESCRIPTION = """Draft care pathways for opioid use disorder, from cited rules.
+
+Every plan is a DRAFT that requires clinician review. Authenticate with
+`Authorization: Bearer <token>` (`carepath users token EMAIL`) or a browser session
+(`POST /login`; unsafe requests then need the `X-CSRF-Token` header or a `csrf_token` field).
+Errors never echo submitted values; 422 bodies list `{field, message}` per offending field.
+"""
+
+
+def _routers() -> list[APIRouter]:
+    """Every router of the service. The web form, FHIR and CDS Hooks routers are added here."""
+    from api import cds, fhir, web
+
+    return [
+        system.router,
+        session.router,
+        plans.router,
+        overrides.router,
+        fhir.router,
+        cds.router,
+        web.router,
+    ]
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    audit_sink: AuditSink | None = None,
+    clock: Callable[[], datetime] | None = None,
+    extra_routers: Sequence[APIRouter] = (),
+) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = await run_in_threadpool(
+            lambda: build_runtime(
+                settings,
+                engine=engine,
+                audit_sink=audit_sink,
+                clock=clock,
+                template_globals={"csrf_token": csrf_token},
+            )
+        )
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            runtime.db.dispose()
+
+    from api.routes.system import package_version
+
+    app = FastAPI(
+        title=API_TITLE,
+        version=package_version(),
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+        openapi_url=None,  # served by an authenticated route instead (api.routes.system)
+        docs_url=None,  # Swagger UI loads scripts from a CDN: not under our CSP
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.add_middleware(ServiceMiddleware)
+    install_error_handlers(app)
+    for router in [*_routers(), *extra_routers]:
+        app.include_router(router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for uvicorn (``carepath serve``): settings from CAREPATH_* / DATABASE_URL."""
+    return create_app(Settings())
+
+
+@dataclass(frozen=True)
+class RouteInfo:
+    method: str
+    path: str
+    name: str
+
+
+def route_table(app: FastAPI) -> list[RouteInfo]:
+    """Every (method, path) the app serves, through included routers (for the route-walk test)."""
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # older FastAPI: included routes are flattened into app.routes
+        contexts: list[Any] = list(app.routes)
+    else:
+        contexts = list(iter_route_contexts(app.routes))
+    out = []
+    for ctx in contexts:
+        path = getattr(ctx, "path", None)
+        methods = getattr(ctx, "methods", None)
+        if path is None or methods is None:
+            raise TypeError(f"route without path/methods (a mount?): {ctx!r}; walk it explicitly")
+        for method in sorted(set(methods) - {"HEAD", "OPTIONS"}):
+            out.append(RouteInfo(method, path, str(getattr(ctx, "name", ""))))
+    return sorted(out, key=lambda r: (r.path, r.method))
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for model in (Intake, OverrideIn):
+        body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, sub in body.pop("$defs", {}).items():
+            if name in components and components[name] != sub:
+                raise RuntimeError(f"OpenAPI schema name clash: {name}")
+            components[name] = sub
+        components[model.__name__] = body
+    app.openapi_schema = schema
+    return schema

@@ -1,0 +1,771 @@
+"""Persistence: THE ONLY importer of SQLAlchemy (with its migrations in api/migrations/).
+
+SQLite (default) runs in WAL mode with ``synchronous=FULL`` and foreign keys on, set on every
+connection; every write transaction starts with ``BEGIN IMMEDIATE`` so concurrent writers
+queue instead of dead-locking on a lock upgrade. PostgreSQL (psycopg 3) is used when the URL
+says so. The schema is owned by Alembic; ``Database.upgrade()`` runs it (at startup and from
+``carepath db upgrade``).
+
+Callers use one transaction at a time::
+
+    with db.transaction() as tx:          # commits on success, rolls back on any exception
+        tx.insert_plan(...)
+        tx.append_audit(...)              # same transaction: no plan without its audit row
+
+``Tx`` methods take and return the plain records of ``api.records``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from api.records import (
+    AuditEntry,
+    NewOverride,
+    NewPlan,
+    Organisation,
+    OverrideCount,
+    OverrideRecord,
+    PlanFilter,
+    PlanRecord,
+    PlanSummary,
+    User,
+)
+
+__all__ = ["Database", "Tx", "UniqueViolation", "GENESIS_HASH", "MIGRATIONS_DIR"]
+
+GENESIS_HASH = "0" * 64
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+_PG_MIGRATION_LOCK = 0x6361726570  # "carep": serialises concurrent migrators on PostgreSQL
+
+
+class UniqueViolation(Exception):
+    """An insert hit a unique constraint (idempotency key reused, or a version already exists)."""
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out, on SQLite (no time zones) and PostgreSQL alike."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# -- the schema as the code sees it (Alembic's 0001 migration creates exactly this) ---------
+
+metadata = sa.MetaData()
+
+organisations = sa.Table(
+    "organisations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("slug", sa.String(64), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("org_id", sa.Integer, sa.ForeignKey("organisations.id"), nullable=False),
+    sa.Column("email", sa.String(254), nullable=False, unique=True),
+    sa.Column("password_hash", sa.String(200), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.CheckConstraint("role IN ('clinician', 'reviewer', 'admin')", name="ck_users_role"),
+)
+
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("token_sha256", sa.String(64), nullable=False, unique=True),
+    sa.Column("label", sa.String(100), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("revoked_at", UTCDateTime, nullable=True),
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("token_sha256", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+)
+
+plans = sa.Table(
+    "plans",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("previous_id", sa.String(40), sa.ForeignKey("plans.id"), nullable=True, unique=True),
+    sa.Column("root_id", sa.String(40), nullable=False),
+    sa.Column("org_id", sa.Integer, sa.ForeignKey("organisations.id"), nullable=False),
+    sa.Column("author_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("intake_json", sa.Text, nullable=False),
+    sa.Column("intake_sha256", sa.String(64), nullable=False),
+    sa.Column("ruleset_id", sa.String(100), nullable=False),
+    sa.Column("ruleset_version", sa.String(40), nullable=False),
+    sa.Column("ruleset_sha256", sa.String(64), nullable=False),
+    sa.Column("plan_json", sa.Text, nullable=False),
+    sa.Column("level_of_care", sa.String(64), nullable=False),
+    sa.Column("assessment_date", sa.Date, nullable=False),
+    sa.Column("jurisdiction", sa.String(8), nullable=False),
+    sa.Column("idempotency_key", sa.String(200), nullable=True),
+    sa.Column("request_sha256", sa.String(64), nullable=True),
+    sa.UniqueConstraint("author_id", "idempotency_key", name="uq_plans_author_idempotency_key"),
+    sa.Index("ix_plans_org_created", "org_id", "created_at"),
+)
+
+plan_codes = sa.Table(
+    "plan_codes",
+    metadata,
+    sa.Column("plan_id", sa.String(40), sa.ForeignKey("plans.id"), primary_key=True),
+    sa.Column("code", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(16), primary_key=True),
+    sa.Index("ix_plan_codes_code", "code"),
+)
+
+overrides = sa.Table(
+    "overrides",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("plan_id", sa.String(40), sa.ForeignKey("plans.id"), nullable=False),
+    sa.Column("org_id", sa.Integer, sa.ForeignKey("organisations.id"), nullable=False),
+    sa.Column("author_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("section", sa.String(16), nullable=False),
+    sa.Column("code", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("replacement_text", sa.Text, nullable=True),
+    sa.Column("replacement_kind", sa.String(16), nullable=True),
+    sa.Column("rule_ids", sa.Text, nullable=False),
+    sa.Index("ix_overrides_plan", "plan_id"),
+)
+
+override_rules = sa.Table(
+    "override_rules",
+    metadata,
+    sa.Column("override_id", sa.Integer, sa.ForeignKey("overrides.id"), primary_key=True),
+    sa.Column("rule_id", sa.String(40), primary_key=True),
+    sa.Column("org_id", sa.Integer, nullable=False),
+    sa.Column("plan_id", sa.String(40), nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("code", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_override_rules_org_rule", "org_id", "rule_id"),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column(
+        "seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=False
+    ),
+    sa.Column("at", sa.String(40), nullable=False),
+    sa.Column("request_id", sa.String(64), nullable=False),
+    sa.Column("actor_id", sa.Integer, nullable=True),
+    sa.Column("org_id", sa.Integer, nullable=True),
+    sa.Column("plan_id", sa.String(40), nullable=True),
+    sa.Column("action", sa.String(40), nullable=False),
+    sa.Column("outcome", sa.String(40), nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
+audit_head = sa.Table(
+    "audit_head",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
+
+# -- the database -----------------------------------------------------------------------------
+
+
+class Database:
+    """One connection pool. Build it in the app's lifespan (or a CLI command), never at import."""
+
+    def __init__(self, url: str, *, sqlite_busy_timeout_ms: int = 15000) -> None:
+        self.url = url
+        self.engine: Engine = sa.create_engine(url, pool_pre_ping=True, future=True)
+        self.dialect = self.engine.dialect.name
+        if self.dialect == "sqlite":
+            _configure_sqlite(self.engine, sqlite_busy_timeout_ms)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def transaction(self, *, readonly: bool = False) -> Iterator[Tx]:
+        """One transaction: commit on success, roll back on any exception (then re-raise)."""
+        with self.engine.connect() as conn:
+            if readonly:
+                conn = conn.execution_options(carepath_readonly=True)
+            with conn.begin():
+                yield Tx(conn)
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Apply Alembic migrations up to ``revision`` (one transaction; concurrent-safe)."""
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        with self.engine.connect() as conn, conn.begin():
+            if self.dialect == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+
+    def current_revision(self) -> str | None:
+        with self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table("alembic_version"):
+                return None
+            return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+
+    def schema_drift(self) -> list[Any]:
+        """Differences between the migrated database and this module's tables (empty = none)."""
+        from alembic.autogenerate import compare_metadata
+        from alembic.migration import MigrationContext
+
+        with self.engine.connect() as conn:
+            ctx = MigrationContext.configure(conn, opts={"compare_type": False})
+            return [d for d in compare_metadata(ctx, metadata) if not _ignorable_drift(d)]
+
+    def ping(self) -> bool:
+        try:
+            with self.transaction(readonly=True) as tx:
+                tx.conn.execute(sa.text("SELECT 1"))
+            return True
+        except Exception:
+            return False
+
+    def integrity_check(self) -> str:
+        """SQLite: ``PRAGMA integrity_check`` ("ok" when sound). PostgreSQL: "ok" if reachable."""
+        if self.dialect != "sqlite":
+            return "ok" if self.ping() else "unreachable"
+        with self.engine.connect() as conn:
+            rows = conn.exec_driver_sql("PRAGMA integrity_check").fetchall()
+        return "; ".join(str(r[0]) for r in rows)
+
+    def sqlite_pragmas(self) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            return {
+                name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+                for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
+            }
+
+
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (below)
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = FULL")
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        readonly = conn.get_execution_options().get("carepath_readonly", False)
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+
+# -- one transaction's repository -------------------------------------------------------------
+
+
+class Tx:
+    """Repository methods bound to one open transaction."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    # organisations and users
+
+    def org_by_slug(self, slug: str) -> Organisation | None:
+        row = self.conn.execute(sa.select(organisations).where(organisations.c.slug == slug)).first()
+        return Organisation(row.id, row.slug, row.name) if row else None
+
+    def add_org(self, slug: str, name: str, now: datetime) -> Organisation:
+        oid = self.conn.execute(
+            organisations.insert().values(slug=slug, name=name, created_at=now)
+        ).inserted_primary_key[0]
+        return Organisation(int(oid), slug, name)
+
+    def add_user(self, org: Organisation, email: str, password_hash: str, role: str, now: datetime) -> User:
+        try:
+            with self.conn.begin_nested():
+                uid = self.conn.execute(
+                    users.insert().values(
+                        org_id=org.id,
+                        email=email,
+                        password_hash=password_hash,
+                        role=role,
+                        active=True,
+                        created_at=now,
+                    )
+                ).inserted_primary_key[0]
+        except IntegrityError:
+            raise UniqueViolation("a user with this email exists") from None
+        return User(int(uid), email, role, org.id, org.slug)  # type: ignore[arg-type]
+
+    def _user_query(self) -> sa.Select[Any]:
+        return sa.select(
+            users.c.id,
+            users.c.email,
+            users.c.role,
+            users.c.org_id,
+            users.c.active,
+            users.c.password_hash,
+            organisations.c.slug.label("org_slug"),
+        ).join(organisations, organisations.c.id == users.c.org_id)
+
+    @staticmethod
+    def _user(row: Any) -> User:
+        return User(row.id, row.email, row.role, row.org_id, row.org_slug, bool(row.active))
+
+    def user_with_hash(self, email: str) -> tuple[User, str] | None:
+        row = self.conn.execute(self._user_query().where(users.c.email == email)).first()
+        return (self._user(row), row.password_hash) if row else None
+
+    def user_by_id(self, user_id: int) -> User | None:
+        row = self.conn.execute(self._user_query().where(users.c.id == user_id)).first()
+        return self._user(row) if row else None
+
+    def set_password_hash(self, user_id: int, password_hash: str) -> None:
+        self.conn.execute(users.update().where(users.c.id == user_id).values(password_hash=password_hash))
+
+    def set_active(self, user_id: int, active: bool) -> None:
+        self.conn.execute(users.update().where(users.c.id == user_id).values(active=active))
+
+    def list_users(self) -> list[User]:
+        rows = self.conn.execute(self._user_query().order_by(users.c.id)).all()
+        return [self._user(r) for r in rows]
+
+    def count_admins(self) -> int:
+        q = sa.select(sa.func.count()).select_from(users).where(users.c.role == "admin", users.c.active)
+        return int(self.conn.execute(q).scalar_one())
+
+    # credentials (only hashes are stored)
+
+    def add_token(self, user_id: int, token_sha256: str, label: str, now: datetime) -> int:
+        return int(
+            self.conn.execute(
+                api_tokens.insert().values(
+                    user_id=user_id, token_sha256=token_sha256, label=label, created_at=now
+                )
+            ).inserted_primary_key[0]
+        )
+
+    def revoke_tokens(self, user_id: int, now: datetime) -> int:
+        res = self.conn.execute(
+            api_tokens.update()
+            .where(api_tokens.c.user_id == user_id, api_tokens.c.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        return int(res.rowcount)
+
+    def user_by_token(self, token_sha256: str) -> User | None:
+        q = (
+            self._user_query()
+            .join(api_tokens, api_tokens.c.user_id == users.c.id)
+            .where(api_tokens.c.token_sha256 == token_sha256, api_tokens.c.revoked_at.is_(None))
+        )
+        row = self.conn.execute(q).first()
+        return self._user(row) if row else None
+
+    def add_session(self, token_sha256: str, user_id: int, now: datetime, expires_at: datetime) -> None:
+        self.conn.execute(
+            sessions.insert().values(
+                token_sha256=token_sha256, user_id=user_id, created_at=now, expires_at=expires_at
+            )
+        )
+
+    def user_by_session(self, token_sha256: str, now: datetime) -> User | None:
+        q = (
+            self._user_query()
+            .join(sessions, sessions.c.user_id == users.c.id)
+            .where(sessions.c.token_sha256 == token_sha256, sessions.c.expires_at > now)
+        )
+        row = self.conn.execute(q).first()
+        return self._user(row) if row else None
+
+    def delete_session(self, token_sha256: str, now: datetime) -> None:
+        self.conn.execute(
+            sessions.delete().where(
+                sa.or_(sessions.c.token_sha256 == token_sha256, sessions.c.expires_at <= now)
+            )
+        )
+
+    # plans (immutable: inserted, never updated)
+
+    def insert_plan(self, new: NewPlan) -> None:
+        """Insert a plan and its searchable codes. Raises UniqueViolation (transaction intact)."""
+        values = {k: getattr(new, k) for k in plans.c.keys()}
+        try:
+            with self.conn.begin_nested():
+                self.conn.execute(plans.insert().values(**values))
+        except IntegrityError:
+            raise UniqueViolation("plan insert conflicts with an existing plan") from None
+        if new.codes:
+            self.conn.execute(
+                plan_codes.insert(), [{"plan_id": new.id, "code": c, "kind": k} for c, k in new.codes]
+            )
+
+    def _plan_query(self) -> sa.Select[Any]:
+        nxt = plans.alias("nxt")
+        return (
+            sa.select(plans, users.c.email.label("author_email"), nxt.c.id.label("next_id"))
+            .join(users, users.c.id == plans.c.author_id)
+            .outerjoin(nxt, nxt.c.previous_id == plans.c.id)
+        )
+
+    @staticmethod
+    def _plan(row: Any) -> PlanRecord:
+        return PlanRecord(
+            id=row.id,
+            version=row.version,
+            previous_id=row.previous_id,
+            root_id=row.root_id,
+            org_id=row.org_id,
+            author_id=row.author_id,
+            author_email=row.author_email,
+            created_at=row.created_at,
+            intake_json=row.intake_json,
+            intake_sha256=row.intake_sha256,
+            ruleset_id=row.ruleset_id,
+            ruleset_version=row.ruleset_version,
+            ruleset_sha256=row.ruleset_sha256,
+            plan_json=row.plan_json,
+            level_of_care=row.level_of_care,
+            idempotency_key=row.idempotency_key,
+            request_sha256=row.request_sha256,
+            next_id=row.next_id,
+        )
+
+    def get_plan(self, plan_id: str, org_id: int) -> PlanRecord | None:
+        """The plan if it belongs to ``org_id``; None for unknown ids and other organisations."""
+        row = self.conn.execute(
+            self._plan_query().where(plans.c.id == plan_id, plans.c.org_id == org_id)
+        ).first()
+        return self._plan(row) if row else None
+
+    def plan_org(self, plan_id: str) -> int | None:
+        """Which organisation a plan id belongs to (for the audit trail only, never for replies)."""
+        return self.conn.execute(sa.select(plans.c.org_id).where(plans.c.id == plan_id)).scalar()
+
+    def plan_by_idempotency_key(self, author_id: int, key: str) -> PlanRecord | None:
+        row = self.conn.execute(
+            self._plan_query().where(plans.c.author_id == author_id, plans.c.idempotency_key == key)
+        ).first()
+        return self._plan(row) if row else None
+
+    def count_plans(self, **where: Any) -> int:
+        q = sa.select(sa.func.count()).select_from(plans)
+        for col, value in where.items():
+            q = q.where(plans.c[col] == value)
+        return int(self.conn.execute(q).scalar_one())
+
+    def plan_codes_of(self, plan_id: str) -> set[tuple[str, str]]:
+        rows = self.conn.execute(
+            sa.select(plan_codes.c.code, plan_codes.c.kind).where(plan_codes.c.plan_id == plan_id)
+        ).all()
+        return {(r.code, r.kind) for r in rows}
+
+    def list_plans(
+        self, org_id: int, flt: PlanFilter, limit: int, cursor: str | None = None
+    ) -> tuple[list[PlanSummary], str | None]:
+        """One page, newest first; the cursor is opaque (created_at + id of the last row)."""
+        nxt = plans.alias("nxt")
+        q = (
+            sa.select(
+                plans.c.id,
+                plans.c.version,
+                plans.c.previous_id,
+                nxt.c.id.label("next_id"),
+                plans.c.created_at,
+                plans.c.assessment_date,
+                plans.c.jurisdiction,
+                plans.c.level_of_care,
+                plans.c.ruleset_id,
+                plans.c.ruleset_version,
+                plans.c.author_id,
+            )
+            .outerjoin(nxt, nxt.c.previous_id == plans.c.id)
+            .where(plans.c.org_id == org_id)
+        )
+        if flt.created_from is not None:
+            q = q.where(plans.c.created_at >= flt.created_from)
+        if flt.created_before is not None:
+            q = q.where(plans.c.created_at < flt.created_before)
+        if flt.level_of_care is not None:
+            q = q.where(plans.c.level_of_care == flt.level_of_care)
+        if flt.author_id is not None:
+            q = q.where(plans.c.author_id == flt.author_id)
+        if not flt.include_superseded:
+            q = q.where(nxt.c.id.is_(None))
+        if flt.code is not None:
+            sub = sa.select(plan_codes.c.plan_id).where(
+                plan_codes.c.plan_id == plans.c.id, plan_codes.c.code == flt.code
+            )
+            if flt.kind is not None:
+                sub = sub.where(plan_codes.c.kind == flt.kind)
+            q = q.where(sub.exists())
+        if cursor is not None:
+            at, last_id = _decode_cursor(cursor)
+            q = q.where(
+                sa.or_(plans.c.created_at < at, sa.and_(plans.c.created_at == at, plans.c.id < last_id))
+            )
+        q = q.order_by(plans.c.created_at.desc(), plans.c.id.desc()).limit(limit + 1)
+        rows = self.conn.execute(q).all()
+        items = [
+            PlanSummary(
+                id=r.id,
+                version=r.version,
+                previous_id=r.previous_id,
+                next_id=r.next_id,
+                created_at=r.created_at,
+                assessment_date=_as_date(r.assessment_date),
+                jurisdiction=r.jurisdiction,
+                level_of_care=r.level_of_care,
+                ruleset_id=r.ruleset_id,
+                ruleset_version=r.ruleset_version,
+                author_id=r.author_id,
+            )
+            for r in rows[:limit]
+        ]
+        more = len(rows) > limit
+        return items, (_encode_cursor(items[-1].created_at, items[-1].id) if more and items else None)
+
+    # overrides (append-only)
+
+    def insert_override(self, new: NewOverride) -> OverrideRecord:
+        oid = int(
+            self.conn.execute(
+                overrides.insert().values(
+                    plan_id=new.plan_id,
+                    org_id=new.org_id,
+                    author_id=new.author_id,
+                    created_at=new.created_at,
+                    section=new.section,
+                    code=new.code,
+                    action=new.action,
+                    reason=new.reason,
+                    replacement_text=new.replacement_text,
+                    replacement_kind=new.replacement_kind,
+                    rule_ids=json.dumps(list(new.rule_ids)),
+                )
+            ).inserted_primary_key[0]
+        )
+        if new.rule_ids:
+            self.conn.execute(
+                override_rules.insert(),
+                [
+                    {
+                        "override_id": oid,
+                        "rule_id": rid,
+                        "org_id": new.org_id,
+                        "plan_id": new.plan_id,
+                        "action": new.action,
+                        "code": new.code,
+                        "created_at": new.created_at,
+                    }
+                    for rid in sorted(set(new.rule_ids))
+                ],
+            )
+        return OverrideRecord(
+            id=oid,
+            plan_id=new.plan_id,
+            author_id=new.author_id,
+            created_at=new.created_at,
+            section=new.section,
+            code=new.code,
+            action=new.action,
+            reason=new.reason,
+            replacement_text=new.replacement_text,
+            replacement_kind=new.replacement_kind,
+            rule_ids=new.rule_ids,
+        )
+
+    def overrides_of(self, plan_id: str) -> list[OverrideRecord]:
+        rows = self.conn.execute(
+            sa.select(overrides).where(overrides.c.plan_id == plan_id).order_by(overrides.c.id)
+        ).all()
+        return [
+            OverrideRecord(
+                id=r.id,
+                plan_id=r.plan_id,
+                author_id=r.author_id,
+                created_at=r.created_at,
+                section=r.section,
+                code=r.code,
+                action=r.action,
+                reason=r.reason,
+                replacement_text=r.replacement_text,
+                replacement_kind=r.replacement_kind,
+                rule_ids=tuple(json.loads(r.rule_ids)),
+            )
+            for r in rows
+        ]
+
+    def override_counts(
+        self, org_id: int, since: datetime | None = None, before: datetime | None = None
+    ) -> list[OverrideCount]:
+        o = override_rules
+        cond = [o.c.org_id == org_id]
+        if since is not None:
+            cond.append(o.c.created_at >= since)
+        if before is not None:
+            cond.append(o.c.created_at < before)
+        rows = self.conn.execute(
+            sa.select(
+                o.c.rule_id,
+                o.c.action,
+                o.c.code,
+                sa.func.count().label("n"),
+            )
+            .where(*cond)
+            .group_by(o.c.rule_id, o.c.action, o.c.code)
+        ).all()
+        plan_counts = dict(
+            self.conn.execute(
+                sa.select(o.c.rule_id, sa.func.count(sa.distinct(o.c.plan_id)))
+                .where(*cond)
+                .group_by(o.c.rule_id)
+            ).all()
+        )
+        acc: dict[str, dict[str, Any]] = {}
+        for r in rows:
+            a = acc.setdefault(r.rule_id, {"n": 0, "by_action": {}, "codes": set()})
+            a["n"] += int(r.n)
+            a["by_action"][r.action] = a["by_action"].get(r.action, 0) + int(r.n)
+            a["codes"].add(r.code)
+        out = [
+            OverrideCount(
+                rule_id=rid,
+                overrides=a["n"],
+                plans=int(plan_counts.get(rid, 0)),
+                by_action=dict(sorted(a["by_action"].items())),
+                codes=tuple(sorted(a["codes"])),
+            )
+            for rid, a in acc.items()
+        ]
+        return sorted(out, key=lambda c: (-c.overrides, c.rule_id))
+
+    # audit (append-only, hash-chained; audit_head serialises appends)
+
+    def lock_audit_head(self) -> tuple[int, str]:
+        """The last (seq, hash), locked until this transaction ends."""
+        row = self.conn.execute(
+            sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
+        ).first()
+        if row is None:
+            raise RuntimeError("audit_head is missing: run the migrations")
+        return int(row.seq), str(row.hash)
+
+    def append_audit(self, entry: AuditEntry) -> None:
+        self.conn.execute(
+            audit_log.insert().values(
+                seq=entry.seq,
+                at=entry.at,
+                request_id=entry.request_id,
+                actor_id=entry.actor_id,
+                org_id=entry.org_id,
+                plan_id=entry.plan_id,
+                action=entry.action,
+                outcome=entry.outcome,
+                prev_hash=entry.prev_hash,
+                hash=entry.hash,
+            )
+        )
+        self.conn.execute(
+            audit_head.update().where(audit_head.c.id == 1).values(seq=entry.seq, hash=entry.hash)
+        )
+
+    def audit_entries(self, after_seq: int = 0, batch: int = 1000) -> Iterator[AuditEntry]:
+        last = after_seq
+        while True:
+            rows = self.conn.execute(
+                sa.select(audit_log).where(audit_log.c.seq > last).order_by(audit_log.c.seq).limit(batch)
+            ).all()
+            if not rows:
+                return
+            for r in rows:
+                yield AuditEntry(
+                    seq=int(r.seq),
+                    at=r.at,
+                    request_id=r.request_id,
+                    actor_id=r.actor_id,
+                    org_id=r.org_id,
+                    plan_id=r.plan_id,
+                    action=r.action,
+                    outcome=r.outcome,
+                    prev_hash=r.prev_hash,
+                    hash=r.hash,
+                )
+            last = int(rows[-1].seq)
+
+    def audit_head(self) -> tuple[int, str]:
+        row = self.conn.execute(sa.select(audit_head.c.seq, audit_head.c.hash)).first()
+        return (int(row.seq), str(row.hash)) if row else (0, GENESIS_HASH)
+
+
+def _ignorable_drift(diff: Any) -> bool:
+    # Alembic's own bookkeeping table is not part of the model.
+    return isinstance(diff, tuple) and diff[0] == "remove_table" and diff[1].name == "alembic_version"
+
+
+def _as_date(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+
+def _encode_cursor(at: datetime, plan_id: str) -> str:
+    raw = json.dumps([at.astimezone(UTC).isoformat(), plan_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """Raises ValueError for anything that is not a cursor this module made."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        at, plan_id = json.loads(raw)
+        parsed = datetime.fromisoformat(at)
+        if parsed.tzinfo is None or not isinstance(plan_id, str):
+            raise ValueError
+        return parsed, plan_id
+    except Exception:
+        raise ValueError("not a valid cursor") from None

@@ -1,0 +1,57 @@
+"""Who may do what: one table, used by the route dependencies and by the service alike.
+
+- clinician: writes and reads their organisation's plans, records overrides.
+- reviewer: reads their organisation's plans and the override summary (clinical governance).
+- admin: manages accounts (command line) and reads the override summary; no access to
+  patient data (separation of duties).
+
+Actions in ``AUDITED`` touch patient data: every attempt, allowed or not, gets an audit row.
+"""
+
+from __future__ import annotations
+
+from api.records import ROLES, Role
+
+__all__ = ["PERMISSIONS", "AUDITED", "allowed"]
+
+_READERS: frozenset[Role] = frozenset({"clinician", "reviewer"})
+_WRITERS: frozenset[Role] = frozenset({"clinician"})
+_ANYONE: frozenset[Role] = frozenset(ROLES)
+
+PERMISSIONS: dict[str, frozenset[Role]] = {
+    "plan.create": _WRITERS,
+    "plan.reevaluate": _WRITERS,
+    "plan.override": _WRITERS,
+    "plan.read": _READERS,
+    "plan.report_html": _READERS,
+    "plan.report_pdf": _READERS,
+    "plan.list": _READERS,
+    "plan.fhir": _READERS,
+    "cds.evaluate": _READERS,  # CDS Hooks call: reads the prefetched intake, stores nothing
+    "overrides.summary": frozenset({"reviewer", "admin"}),
+    "rules.read": _ANYONE,
+    "openapi.read": _ANYONE,
+    "auth.logout": _ANYONE,
+    "form.use": _WRITERS,
+}
+
+AUDITED: frozenset[str] = frozenset(
+    {
+        "plan.create",
+        "plan.reevaluate",
+        "plan.override",
+        "plan.read",
+        "plan.report_html",
+        "plan.report_pdf",
+        "plan.list",
+        "plan.fhir",
+        "cds.evaluate",
+        "auth.login",
+        "auth.logout",
+    }
+)
+
+
+def allowed(action: str, role: str) -> bool:
+    """Unknown actions are refused (fail closed)."""
+    return role in PERMISSIONS.get(action, frozenset())

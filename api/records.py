@@ -1,0 +1,204 @@
+"""What the storage hands back: plain frozen dataclasses, no SQLAlchemy (that stays in db.py).
+
+Callers (routes, the web form, FHIR/CDS adapters) depend on these, never on table rows.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Literal
+
+from engine import CarePlan, Intake, parse_intake_json
+
+__all__ = [
+    "ROLES",
+    "Role",
+    "Organisation",
+    "User",
+    "Principal",
+    "NewPlan",
+    "PlanRecord",
+    "PlanSummary",
+    "PlanFilter",
+    "NewOverride",
+    "OverrideRecord",
+    "OverrideCount",
+    "AuditEntry",
+    "PLAN_ID_RE",
+    "is_plan_id",
+]
+
+Role = Literal["clinician", "reviewer", "admin"]
+ROLES: tuple[Role, ...] = ("clinician", "reviewer", "admin")
+
+PLAN_ID_RE = re.compile(r"^pl_[A-Za-z0-9_-]{22}$")
+
+
+def is_plan_id(value: str) -> bool:
+    return bool(PLAN_ID_RE.match(value))
+
+
+@dataclass(frozen=True)
+class Organisation:
+    id: int
+    slug: str
+    name: str
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    email: str
+    role: Role
+    org_id: int
+    org_slug: str
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller: the user and how they proved it."""
+
+    user: User
+    via: Literal["bearer", "session"]
+    session_token: str | None = None  # the raw session cookie value (CSRF tokens derive from it)
+
+    @property
+    def org_id(self) -> int:
+        return self.user.org_id
+
+
+@dataclass(frozen=True)
+class NewPlan:
+    id: str
+    version: int
+    previous_id: str | None
+    root_id: str
+    org_id: int
+    author_id: int
+    created_at: datetime
+    intake_json: str
+    intake_sha256: str
+    ruleset_id: str
+    ruleset_version: str
+    ruleset_sha256: str
+    plan_json: str
+    level_of_care: str
+    assessment_date: date
+    jurisdiction: str
+    idempotency_key: str | None
+    request_sha256: str | None
+    codes: tuple[tuple[str, str], ...]  # (code, kind) incl. alerts ("alert") and the level ("level")
+
+
+@dataclass(frozen=True)
+class PlanRecord:
+    id: str
+    version: int
+    previous_id: str | None
+    root_id: str
+    org_id: int
+    author_id: int
+    author_email: str
+    created_at: datetime
+    intake_json: str
+    intake_sha256: str
+    ruleset_id: str
+    ruleset_version: str
+    ruleset_sha256: str
+    plan_json: str
+    level_of_care: str
+    idempotency_key: str | None
+    request_sha256: str | None
+    next_id: str | None = None
+
+    def plan(self) -> CarePlan:
+        return CarePlan.model_validate_json(self.plan_json)
+
+    def intake(self) -> Intake:
+        return parse_intake_json(self.intake_json)
+
+
+@dataclass(frozen=True)
+class PlanSummary:
+    id: str
+    version: int
+    previous_id: str | None
+    next_id: str | None
+    created_at: datetime
+    assessment_date: date
+    jurisdiction: str
+    level_of_care: str
+    ruleset_id: str
+    ruleset_version: str
+    author_id: int
+
+
+@dataclass(frozen=True)
+class PlanFilter:
+    """Search by plan metadata only (never patient data)."""
+
+    created_from: datetime | None = None
+    created_before: datetime | None = None
+    level_of_care: str | None = None
+    code: str | None = None
+    kind: str | None = None
+    author_id: int | None = None
+    include_superseded: bool = False
+
+
+@dataclass(frozen=True)
+class NewOverride:
+    plan_id: str
+    org_id: int
+    author_id: int
+    created_at: datetime
+    section: str
+    code: str
+    action: str
+    reason: str
+    replacement_text: str | None
+    replacement_kind: str | None
+    rule_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class OverrideRecord:
+    id: int
+    plan_id: str
+    author_id: int
+    created_at: datetime
+    section: str
+    code: str
+    action: str
+    reason: str
+    replacement_text: str | None
+    replacement_kind: str | None
+    rule_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class OverrideCount:
+    rule_id: str
+    overrides: int
+    plans: int
+    by_action: dict[str, int] = field(default_factory=dict)
+    codes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One audit row. ``at`` is kept as text so its canonical form never changes."""
+
+    seq: int
+    at: str
+    request_id: str
+    actor_id: int | None
+    org_id: int | None
+    plan_id: str | None
+    action: str
+    outcome: str
+    prev_hash: str
+    hash: str

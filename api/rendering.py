@@ -1,0 +1,82 @@
+"""The door to ``reports/`` (HTML and PDF). Looked up at call time, so the service switches
+to real rendering as soon as the renderer is installed; until then ``ReportsUnavailable``
+(HTTP 503). PDF rendering never runs on the event loop.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import importlib
+import inspect
+import re
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from api.errors import ReportsUnavailable
+from engine import CarePlan, Intake, RulePack
+
+__all__ = ["render_html_report", "render_pdf_report", "style_hashes"]
+
+_STYLE = re.compile(r"<style[^>]*>(.*?)</style>", re.DOTALL | re.IGNORECASE)
+
+
+def _patient(intake: Intake) -> Any:
+    try:
+        from reports.patient import patient_from_intake
+    except ImportError:
+        return intake.patient
+    return patient_from_intake(intake)
+
+
+def _kwargs(fn: Any, pack: RulePack, intake: Intake, audience: str, language: str | None) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"audience": audience, "language": language}
+    params = inspect.signature(fn).parameters
+    if "patient" in params:
+        kwargs["patient"] = _patient(intake)
+    if "pack" in params:
+        kwargs["pack"] = pack
+    return kwargs
+
+
+def render_html_report(
+    plan: CarePlan, intake: Intake, pack: RulePack, audience: str, language: str | None
+) -> str:
+    try:
+        fn = importlib.import_module("reports").render_html
+    except (ImportError, AttributeError):
+        raise ReportsUnavailable() from None
+    try:
+        return str(fn(plan, **_kwargs(fn, pack, intake, audience, language)))
+    except NotImplementedError:
+        raise ReportsUnavailable() from None
+
+
+async def render_pdf_report(
+    plan: CarePlan, intake: Intake, pack: RulePack, audience: str, language: str | None
+) -> bytes:
+    try:
+        pdf = importlib.import_module("reports.pdf")
+    except ImportError:
+        raise ReportsUnavailable() from None
+    fn_async = getattr(pdf, "render_pdf_async", None)
+    fn = getattr(pdf, "render_pdf", None)
+    try:
+        if fn_async is not None:
+            return bytes(await fn_async(plan, **_kwargs(fn_async, pack, intake, audience, language)))
+        if fn is not None:
+            kwargs = _kwargs(fn, pack, intake, audience, language)
+            return bytes(await run_in_threadpool(lambda: fn(plan, **kwargs)))
+    except NotImplementedError:
+        raise ReportsUnavailable() from None
+    raise ReportsUnavailable()
+
+
+def style_hashes(html: str) -> list[str]:
+    """CSP source expressions for the inline <style> blocks of a rendered report."""
+    out = []
+    for css in _STYLE.findall(html):
+        digest = base64.b64encode(hashlib.sha256(css.encode()).digest()).decode()
+        out.append(f"'sha256-{digest}'")
+    return sorted(set(out))

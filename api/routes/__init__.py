@@ -1,0 +1,1 @@
+"""HTTP routes: thin adapters from HTTP to ``api.service`` (one module per area)."""

@@ -1,0 +1,282 @@
+"""/v1/plans: create, re-evaluate, read (JSON, HTML, PDF), list, record overrides."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Query, Response
+from fastapi.responses import HTMLResponse
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import (
+    PlanLister,
+    PlanOverrider,
+    PlanReader,
+    PlanReevaluator,
+    PlansDep,
+    PlanWriter,
+    RawBody,
+    ReportHtmlReader,
+    ReportPdfReader,
+    RuntimeDep,
+)
+from api.errors import InvalidRequest
+from api.middleware import DEFAULT_CSP
+from api.records import PlanFilter
+from api.rendering import render_html_report, render_pdf_report, style_hashes
+from api.schemas import ErrorBody, OverrideIn, OverrideOut, PlanListItem, PlanPage, StoredPlan, ValidationErrorBody
+from api.service import OverrideRequest
+from engine.errors import FieldProblem, problems_from_validation
+
+router = APIRouter(tags=["plans"])  # full paths, no prefix: the access log shows route.path
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Makes retries safe: the same key with the same intake returns the stored plan "
+        "(header Idempotent-Replayed: true); with a different intake, 409. Unique per user.",
+        max_length=400,
+    ),
+]
+Audience = Annotated[Literal["clinician", "patient"], Query(description="clinician draft or patient summary")]
+Language = Annotated[
+    Literal["en", "es", "de"] | None,
+    Query(description="Patient summary language (default: the intake's preferences.language)."),
+]
+CODE = r"^[a-z]+\.[a-z0-9_]+$"
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "No or invalid credentials."},
+    403: {"model": ErrorBody, "description": "Your role may not do this (or CSRF check failed)."},
+}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "No such plan in your organisation."}
+}
+_INVALID: dict[int | str, dict[str, Any]] = {
+    422: {"model": ValidationErrorBody, "description": "One entry per offending field; values never echoed."}
+}
+_EXAMPLE_INTAKE = {
+    "assessment_date": "2026-03-02",
+    "jurisdiction": "US",
+    "patient": {"age": 34, "sex_at_birth": "male"},
+    "stage": "active_use",
+    "readiness": "preparation",
+    "substance_use": {"opioids": ["fentanyl"], "route": "injection", "cows_score": 6, "last_use_hours": 20},
+    "preferences": {"medication": "buprenorphine", "setting": "outpatient"},
+}
+
+
+def _intake_body(required: bool) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": required,
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": "#/components/schemas/Intake"},
+                    "example": _EXAMPLE_INTAKE,
+                }
+            },
+        }
+    }
+
+
+def _created(response: Response, stored: StoredPlan, replayed: bool) -> StoredPlan:
+    response.headers["Location"] = f"/v1/plans/{stored.plan_id}"
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return stored
+
+
+@router.post(
+    "/v1/plans",
+    name="plan.create",
+    status_code=201,
+    response_model=StoredPlan,
+    summary="Evaluate an intake and store the draft plan",
+    responses={**_ERRORS, **_INVALID, 409: {"model": ErrorBody, "description": "Idempotency-Key reused."}},
+    openapi_extra=_intake_body(required=True),
+)
+def create_plan(
+    caller: PlanWriter, plans: PlansDep, body: RawBody, response: Response, key: IdempotencyKey = None
+) -> StoredPlan:
+    record, replayed = plans.create(caller, body, idempotency_key=key)
+    return _created(response, StoredPlan.of(record), replayed)
+
+
+@router.post(
+    "/v1/plans/{plan_id}/reevaluate",
+    name="plan.reevaluate",
+    status_code=201,
+    response_model=StoredPlan,
+    summary="Make a new version of a plan (corrected intake, or the stored one under the current rules)",
+    description="With a body: the corrected intake. Without one: the stored intake is evaluated again "
+    "under the rule pack now loaded. Only the latest version can be re-evaluated (409 otherwise, "
+    "with latest_id).",
+    responses={**_ERRORS, **_NOT_FOUND, **_INVALID, 409: {"model": ErrorBody}},
+    openapi_extra=_intake_body(required=False),
+)
+def reevaluate_plan(
+    plan_id: str,
+    caller: PlanReevaluator,
+    plans: PlansDep,
+    body: RawBody,
+    response: Response,
+    key: IdempotencyKey = None,
+) -> StoredPlan:
+    record, replayed = plans.reevaluate(caller, plan_id, body if body.strip() else None, idempotency_key=key)
+    return _created(response, StoredPlan.of(record), replayed)
+
+
+@router.get(
+    "/v1/plans",
+    name="plan.list",
+    response_model=PlanPage,
+    summary="List and search your organisation's plans (by plan metadata only)",
+    responses={**_ERRORS, **_INVALID},
+)
+def list_plans(
+    caller: PlanLister,
+    plans: PlansDep,
+    created_from: Annotated[date | None, Query(description="Created on or after this day (UTC).")] = None,
+    created_to: Annotated[date | None, Query(description="Created on or before this day (UTC).")] = None,
+    level_of_care: Annotated[str | None, Query(pattern=CODE, max_length=64, examples=["loc.otp"])] = None,
+    code: Annotated[
+        str | None, Query(pattern=CODE, max_length=64, description="Any item, alert or level code.")
+    ] = None,
+    kind: Annotated[
+        Literal["recommend", "consider", "caution", "avoid", "alert", "level"] | None,
+        Query(description="With code: only where the code has this kind."),
+    ] = None,
+    author: Annotated[Literal["any", "me"], Query()] = "any",
+    include_superseded: Annotated[bool, Query(description="Also versions that were re-evaluated.")] = False,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> PlanPage:
+    flt = PlanFilter(
+        created_from=_day(created_from),
+        created_before=_day(created_to + timedelta(days=1)) if created_to else None,
+        level_of_care=level_of_care,
+        code=code,
+        kind=kind,
+        author_id=caller.user.id if author == "me" else None,
+        include_superseded=include_superseded,
+    )
+    items, next_cursor = plans.list(caller, flt, limit=limit, cursor=cursor)
+    return PlanPage(items=[PlanListItem.of(s) for s in items], next_cursor=next_cursor)
+
+
+def _day(d: date | None) -> datetime | None:
+    return datetime.combine(d, time(0), tzinfo=UTC) if d else None
+
+
+@router.get(
+    "/v1/plans/{plan_id}",
+    name="plan.read",
+    response_model=StoredPlan,
+    summary="One stored plan with its version links and overrides",
+    responses={**_ERRORS, **_NOT_FOUND},
+)
+def read_plan(plan_id: str, caller: PlanReader, plans: PlansDep) -> StoredPlan:
+    view = plans.get(caller, plan_id)
+    return StoredPlan.of(view.record, view.overrides)
+
+
+@router.get(
+    "/v1/plans/{plan_id}/report.html",
+    name="plan.report_html",
+    response_class=HTMLResponse,
+    summary="The clinician draft or the patient summary as HTML",
+    responses={**_ERRORS, **_NOT_FOUND, 503: {"model": ErrorBody, "description": "Reports not available."}},
+)
+def report_html(
+    plan_id: str,
+    caller: ReportHtmlReader,
+    plans: PlansDep,
+    rt: RuntimeDep,
+    audience: Audience = "clinician",
+    language: Language = None,
+) -> HTMLResponse:
+    view = plans.get(caller, plan_id, action="plan.report_html")
+    intake = view.record.intake()
+    lang = language or intake.preferences.language
+    html = render_html_report(view.plan, intake, rt.engine.pack, audience, lang)
+    styles = " ".join(style_hashes(html))
+    csp = DEFAULT_CSP + f"; style-src 'self' {styles}; img-src 'self' data:"
+    return HTMLResponse(html, headers={"Content-Security-Policy": csp})
+
+
+@router.get(
+    "/v1/plans/{plan_id}/report.pdf",
+    name="plan.report_pdf",
+    response_class=Response,
+    summary="The clinician draft or the patient summary as PDF",
+    responses={
+        200: {"content": {"application/pdf": {}}},
+        **_ERRORS,
+        **_NOT_FOUND,
+        503: {"model": ErrorBody, "description": "Reports not available."},
+    },
+)
+async def report_pdf(
+    plan_id: str,
+    caller: ReportPdfReader,
+    plans: PlansDep,
+    rt: RuntimeDep,
+    audience: Audience = "clinician",
+    language: Language = None,
+) -> Response:
+    view = await run_in_threadpool(plans.get, caller, plan_id, "plan.report_pdf")
+    intake = view.record.intake()
+    lang = language or intake.preferences.language
+    pdf = await render_pdf_report(view.plan, intake, rt.engine.pack, audience, lang)
+    name = f"carepath-{plan_id}-{audience}.pdf"
+    return Response(pdf, media_type="application/pdf", headers={"Content-Disposition": f'inline; filename="{name}"'})
+
+
+@router.post(
+    "/v1/plans/{plan_id}/overrides",
+    name="plan.override",
+    status_code=201,
+    response_model=OverrideOut,
+    summary="Record a clinician's edit or override of one item, alert or the level of care",
+    description="Append-only: overrides are kept with the plan (GET shows them) and counted per rule "
+    "in GET /v1/overrides/summary.",
+    responses={**_ERRORS, **_NOT_FOUND, **_INVALID},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OverrideIn"}}},
+        }
+    },
+)
+def add_override(plan_id: str, caller: PlanOverrider, plans: PlansDep, body: RawBody) -> OverrideOut:
+    data = _override_in(body)
+    req = OverrideRequest(
+        code=data.code,
+        action=data.action,
+        reason=data.reason,
+        section=data.section,
+        phase=data.phase,
+        replacement_text=data.replacement_text,
+        replacement_kind=data.replacement_kind,
+    )
+    return OverrideOut.of(plans.add_override(caller, plan_id, req))
+
+
+def _override_in(body: bytes) -> OverrideIn:
+    try:
+        json.loads(body or b"null")
+    except ValueError:
+        raise InvalidRequest([FieldProblem("body", "is not valid JSON: expected a JSON object")]) from None
+    try:
+        return OverrideIn.model_validate_json(body or b"null")
+    except ValidationError as exc:
+        problems = [
+            FieldProblem("body" if p.field == "(intake)" else f"body.{p.field}", p.message)
+            for p in problems_from_validation(exc)
+        ]
+        raise InvalidRequest(problems) from None

@@ -1,0 +1,71 @@
+"""What one service process holds: settings, the database, ONE rules engine, the audit sink,
+the clock, the secret key and the templates. Built in the app's lifespan, never at import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi.templating import Jinja2Templates
+
+from api.audit import AuditSink, ChainedAuditSink
+from api.db import Database
+from api.service import PlanService
+from api.settings import Settings
+from engine import Engine, load_rulepack
+
+__all__ = ["Runtime", "build_runtime", "TEMPLATES_DIR", "utc_now"]
+
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    engine: Engine
+    audit: AuditSink
+    clock: Callable[[], datetime]
+    secret: bytes
+    templates: Jinja2Templates
+
+    def plans(self) -> PlanService:
+        return PlanService(self.db, self.engine, self.audit, self.clock)
+
+
+def build_runtime(
+    settings: Settings,
+    *,
+    engine: Engine | None = None,
+    audit_sink: AuditSink | None = None,
+    clock: Callable[[], datetime] | None = None,
+    template_globals: dict[str, Any] | None = None,
+) -> Runtime:
+    db = Database(settings.resolved_database_url(), sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    try:
+        if settings.migrate_on_startup:
+            db.upgrade()
+        rules = engine or Engine(load_rulepack(settings.rules_dir))
+    except Exception:
+        db.dispose()
+        raise
+    clock = clock or utc_now
+    templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+    templates.env.globals.update(template_globals or {})
+    return Runtime(
+        settings=settings,
+        db=db,
+        engine=rules,
+        audit=audit_sink or ChainedAuditSink(clock),
+        clock=clock,
+        secret=settings.resolved_secret_key(),
+        templates=templates,
+    )

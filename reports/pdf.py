@@ -1,0 +1,93 @@
+"""HTML -> PDF with WeasyPrint: the only importer of WeasyPrint.
+
+The renderer fetches nothing from the network or the file system: its URL fetcher serves
+packaged assets (``carepath-asset:<path>`` under reports/static/) and refuses every other URL,
+including file:, http(s):, data: and relative ones. Fonts come from the system (fontconfig,
+Debian fonts-dejavu-core); the page declares no @font-face. PDF metadata carries the fixed
+document title and no patient data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from importlib import resources
+from typing import Any
+
+from weasyprint import HTML
+from weasyprint.urls import URLFetcher, URLFetcherResponse
+
+from engine import CarePlan, RulePack
+from reports.render import render_html
+
+__all__ = ["ASSET_SCHEME", "AssetOnlyFetcher", "RefusedURL", "html_to_pdf", "render_pdf", "render_pdf_async"]
+
+ASSET_SCHEME = "carepath-asset:"
+_MIME = {".css": "text/css", ".svg": "image/svg+xml", ".png": "image/png"}
+
+
+class RefusedURL(ValueError):
+    """The report tried to load something that is not a packaged asset."""
+
+
+class AssetOnlyFetcher(URLFetcher):
+    """Serves reports/static/* for ``carepath-asset:`` URLs; refuses everything else."""
+
+    def __init__(self) -> None:
+        super().__init__(allowed_protocols=(), allow_redirects=False)
+        self.refused = 0
+
+    def fetch(self, url: str, headers: Any = None) -> URLFetcherResponse:
+        if not url.startswith(ASSET_SCHEME):
+            self.refused += 1
+            raise RefusedURL("only packaged report assets may be loaded")
+        return URLFetcherResponse(url, _asset(url.removeprefix(ASSET_SCHEME)), {"Content-Type": _mime(url)})
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:  # never the urllib opener
+        raise RefusedURL("network access is disabled")
+
+
+def _asset(path: str) -> bytes:
+    parts = [p for p in path.split("/") if p]
+    if not parts or any(p in (".", "..") or "\\" in p or ":" in p for p in parts):
+        raise RefusedURL("bad asset path")
+    node = resources.files("reports").joinpath("static", *parts)
+    if not node.is_file():
+        raise RefusedURL("no such packaged asset")
+    return node.read_bytes()
+
+
+def _mime(url: str) -> str:
+    return next((m for ext, m in _MIME.items() if url.endswith(ext)), "application/octet-stream")
+
+
+def html_to_pdf(html: str, fetcher: AssetOnlyFetcher | None = None) -> bytes:
+    document = HTML(string=html, base_url=None, url_fetcher=fetcher or AssetOnlyFetcher())
+    pdf = document.write_pdf(uncompressed_pdf=False, pdf_identifier=b"carepath-care-plan-draft")
+    assert pdf is not None
+    return pdf
+
+
+def render_pdf(
+    plan: CarePlan,
+    audience: str = "clinician",
+    language: str | None = None,
+    *,
+    pack: RulePack | None = None,
+    patient: Any = None,
+) -> bytes:
+    html = render_html(plan, audience=audience, language=language, pack=pack, patient=patient)
+    return html_to_pdf(html)
+
+
+async def render_pdf_async(
+    plan: CarePlan,
+    audience: str = "clinician",
+    language: str | None = None,
+    *,
+    pack: RulePack | None = None,
+    patient: Any = None,
+) -> bytes:
+    """For the web service: renders in a worker thread so the event loop keeps serving."""
+    return await asyncio.to_thread(
+        render_pdf, plan, audience=audience, language=language, pack=pack, patient=patient
+    )

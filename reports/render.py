@@ -1,0 +1,99 @@
+"""Plan -> HTML (pure). The only importer of Jinja2.
+
+Autoescape is on for every template and string, undefined names raise (StrictUndefined),
+and the page loads nothing: the stylesheet is inlined from the package.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from babel.dates import format_date
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
+
+from engine import CarePlan, RulePack, RulePackError, load_rulepack
+from reports import notices
+from reports.i18n import pick_language, translations
+from reports.patient import as_patient
+from reports.view import PHASES, clinician_view, patient_view
+
+__all__ = ["AUDIENCES", "DOCUMENT_TITLE", "render_html", "stylesheet"]
+
+AUDIENCES = ("clinician", "patient")
+# C0/C1 controls (but tab, newline, carriage return) cannot be shown and make HTML parsers drop
+# text (a NUL in a name hid the rest of it in the PDF): every printed value shows U+FFFD instead.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+DOCUMENT_TITLE = "carepath care-plan draft"  # also the PDF title: never patient data
+
+
+@lru_cache(maxsize=1)
+def stylesheet() -> str:
+    css = resources.files("reports").joinpath("static/report.css").read_text(encoding="utf-8")
+    if "</" in css:
+        raise ValueError("report.css must not contain '</'")
+    return css
+
+
+@lru_cache(maxsize=None)
+def _env(language: str) -> Environment:
+    env = Environment(
+        loader=PackageLoader("reports", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        extensions=["jinja2.ext.i18n"],
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        finalize=_visible,
+    )
+    tr = translations(language)
+    env.install_gettext_translations(tr, newstyle=True)  # type: ignore[attr-defined]
+    env.globals["ptext"] = lambda msgid: _patient_text(tr, msgid)
+    env.filters["longdate"] = lambda d: format_date(d, format="long", locale=language)
+    env.filters["isodate"] = lambda d: d.isoformat() if isinstance(d, date) else str(d)
+    return env
+
+
+def _visible(value: Any) -> Any:
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return _CONTROL.sub("\ufffd", value)
+    return value
+
+
+def _patient_text(tr: Any, msgid: str) -> str | None:
+    text = tr.gettext(msgid)
+    return None if text == msgid or not text.strip() else text
+
+
+def render_html(
+    plan: CarePlan,
+    audience: str = "clinician",
+    language: str | None = None,
+    *,
+    pack: RulePack | None = None,
+    patient: Any = None,
+) -> str:
+    """The clinician draft or the patient summary as one self-contained HTML page."""
+    if audience not in AUDIENCES:
+        raise ValueError(f"audience must be one of {AUDIENCES}")
+    who = as_patient(patient)
+    lang = pick_language(language) if audience == "patient" else "en"
+    common = {"css": Markup(stylesheet()), "title": DOCUMENT_TITLE, "notices": notices, "lang": lang}
+    if audience == "patient":
+        view = patient_view(plan, who, lang)
+        return _env(lang).get_template("patient.html").render(v=view, **common)
+    view = clinician_view(plan, pack if pack is not None else _default_pack(), who)
+    return _env("en").get_template("clinician.html").render(v=view, phases=PHASES, **common)
+
+
+def _default_pack() -> RulePack | None:
+    """Review dates come from the rule pack; without one the appendix says they are unknown."""
+    try:
+        return load_rulepack()
+    except RulePackError:
+        return None
