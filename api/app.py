@@ -114,7 +114,8 @@ class RouteInfo:
 
 
 def route_table(app: FastAPI) -> list[RouteInfo]:
-    """Every (method, path) the app serves, through included routers (for the route-walk test)."""
+    """Every (method, path) the app serves, through included routers (for the route-walk test).
+    Mounts (static files) appear with method "MOUNT"."""
     try:
         from fastapi.routing import iter_route_contexts
     except ImportError:  # older FastAPI: included routes are flattened into app.routes
@@ -125,8 +126,11 @@ def route_table(app: FastAPI) -> list[RouteInfo]:
     for ctx in contexts:
         path = getattr(ctx, "path", None)
         methods = getattr(ctx, "methods", None)
-        if path is None or methods is None:
-            raise TypeError(f"route without path/methods (a mount?): {ctx!r}; walk it explicitly")
+        if path is None:
+            raise TypeError(f"route without a path: {ctx!r}; walk it explicitly")
+        if methods is None:  # a Mount (e.g. /static): listed as method "MOUNT"
+            out.append(RouteInfo("MOUNT", path, str(getattr(ctx, "name", ""))))
+            continue
         for method in sorted(set(methods) - {"HEAD", "OPTIONS"}):
             out.append(RouteInfo(method, path, str(getattr(ctx, "name", ""))))
     return sorted(out, key=lambda r: (r.path, r.method))

@@ -175,11 +175,21 @@ def batch(
     output: Annotated[Path, typer.Option("-o", "--output")],
     workers: Annotated[int, typer.Option(help="Worker processes (default: all cores).")] = 0,
     generated: Annotated[str | None, typer.Option("--generated-at")] = None,
+    rules_dir: Annotated[
+        Path | None, typer.Option(help="Rule pack folder (default: packaged rules/).")
+    ] = None,
 ) -> None:
     """Evaluate many intakes on all cores; one result line per input line, in order."""
     from api.batch import run_batch
 
-    stats = run_batch(input, output, workers or (os.cpu_count() or 1), generated_at(generated))
+    if not input.is_file():
+        _fail(2, f"input file not found: {input}")
+    try:
+        stats = run_batch(input, output, workers or (os.cpu_count() or 1), generated_at(generated), rules_dir)
+    except RulePackError as exc:
+        _fail(1, f"rule pack refused: {exc}")
+    except Exception as exc:  # fail closed, never a traceback with patient data
+        _fail(1, f"batch failed ({type(exc).__name__}); no output was written")
     typer.echo(f"{stats['ok']} plans, {stats['invalid']} invalid, {stats['failed']} failed", err=True)
     if stats["failed"]:
         raise typer.Exit(1)

@@ -509,11 +509,23 @@ def _build_router() -> Any:
     from api.deps import PlansDep, allow
     from api.service import Caller
 
-    FhirReader = Annotated[Caller, Depends(allow("plan.fhir"))]
-    fhir_router = APIRouter(tags=["fhir"])
+    def plan_fhir(plan_id, caller, plans):  # type: ignore[no-untyped-def]
+        view = plans.get(caller, plan_id, action="plan.fhir")
+        return JSONResponse(care_plan_bundle(view.plan), media_type=FHIR_JSON)
 
-    @fhir_router.get(
+    # Real objects, not the strings ``from __future__ import annotations`` leaves: FastAPI
+    # resolves string annotations in module globals, where these local names do not exist.
+    plan_fhir.__annotations__ = {
+        "plan_id": str,
+        "caller": Annotated[Caller, Depends(allow("plan.fhir"))],
+        "plans": PlansDep,
+        "return": JSONResponse,
+    }
+    fhir_router = APIRouter(tags=["fhir"])
+    fhir_router.add_api_route(
         "/v1/plans/{plan_id}/fhir",
+        plan_fhir,
+        methods=["GET"],
         name="plan.fhir",
         summary="The stored plan as a FHIR R4 Bundle (CarePlan, DetectedIssue, Provenance)",
         response_class=JSONResponse,
@@ -523,10 +535,6 @@ def _build_router() -> Any:
             404: {"description": "No such plan in your organisation."},
         },
     )
-    def plan_fhir(plan_id: str, caller: FhirReader, plans: PlansDep) -> JSONResponse:
-        view = plans.get(caller, plan_id, action="plan.fhir")
-        return JSONResponse(care_plan_bundle(view.plan), media_type=FHIR_JSON)
-
     return fhir_router
 
 

@@ -32,6 +32,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "rules.read": _ANYONE,
     "openapi.read": _ANYONE,
     "auth.logout": _ANYONE,
+    "session.read": _ANYONE,
     "form.use": _WRITERS,
 }
 

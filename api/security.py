@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -34,7 +35,12 @@ __all__ = [
 MIN_PASSWORD_LENGTH = 12
 TOKEN_PREFIX = "cpt_"
 _HASHER = PasswordHasher()  # argon2id with the library's current recommended parameters
-_DUMMY_HASH = _HASHER.hash("carepath-timing-equaliser")
+
+
+@cache
+def _dummy_hash() -> str:
+    """Verified against when the user is unknown, so both paths cost the same (built lazily)."""
+    return _HASHER.hash("carepath-timing-equaliser")
 
 
 def hash_password(password: str) -> str:
@@ -44,7 +50,7 @@ def hash_password(password: str) -> str:
 def verify_password(password_hash: str | None, password: str) -> bool:
     """Constant work whether or not the user exists (pass None for an unknown user)."""
     try:
-        return _HASHER.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        return _HASHER.verify(password_hash or _dummy_hash(), password) and password_hash is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 

@@ -188,6 +188,9 @@ class PlanService:
             log.warning("engine refused an intake (%s, request %s)", type(exc).__name__, caller.request_id)
             self.record(caller, action, "refused", prev_id)
             raise EngineRefused() from None
+        except Exception:
+            self._best_effort_error(caller, action, prev_id)
+            raise
         try:
             return self._store(caller, action, intake, plan, fingerprint, idempotency_key, previous, now)
         except (Conflict, NotFound, InvalidRequest, Forbidden):

@@ -298,6 +298,7 @@ def _plan_page(
         overrides_by_code=by_code,
         authors={caller.user.id: caller.user.email},
         override_href=f"/plans/{record.id}/overrides",
+        may_override=allowed("plan.override", caller.user.role),
         replacement_kinds=REPLACEMENT_KINDS,
         override_error=override_error or {},
         override_typed=override_typed or {},

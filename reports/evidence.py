@@ -39,7 +39,9 @@ class Source:
 
 
 class Evidence:
-    def __init__(self, plan: CarePlan, pack: RulePack | None, entries: Iterable[tuple[list[str], list[CitationOut]]]):
+    def __init__(
+        self, plan: CarePlan, pack: RulePack | None, entries: Iterable[tuple[list[str], list[CitationOut]]]
+    ):
         self._plan = plan
         self._pack = pack
         self._rules = pack.by_id if pack is not None else {}

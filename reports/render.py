@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -39,7 +39,7 @@ def stylesheet() -> str:
     return css
 
 
-@lru_cache(maxsize=None)
+@cache
 def _env(language: str) -> Environment:
     env = Environment(
         loader=PackageLoader("reports", "templates"),

@@ -1,7 +1,7 @@
 """Reassessment and follow-up dates, counted from the assessment date (never from the clock).
 
 Standard cadence: next day, one week, one month, three months. It tightens when the plan
-carries a high overdose or suicide risk, or when the patient's preference lowered the level
+carries a high overdose risk or an urgent suicide risk, or when the patient's preference lowered the level
 of care (review early whether the lower level holds). Intervals follow the plan's own rules
 (OUD-HR-011: MOUD and follow-up within the week when overdose risk is high).
 """
@@ -42,7 +42,7 @@ _SOONER = (
 
 
 def follow_up_schedule(plan: CarePlan) -> list[Visit]:
-    alerts = {a.code for a in plan.alerts}
+    alerts = {a.code: a.severity for a in plan.alerts}
     reasons = _sooner_reasons(plan, alerts)
     cadence = _SOONER if reasons else _STANDARD
     why = "; ".join(reasons) if reasons else "standard cadence"
@@ -51,23 +51,25 @@ def follow_up_schedule(plan: CarePlan) -> list[Visit]:
     return sorted(visits, key=lambda v: (v.days, v.key))
 
 
-def _sooner_reasons(plan: CarePlan, alerts: set[str]) -> list[str]:
+def _sooner_reasons(plan: CarePlan, alerts: dict[str, str]) -> list[str]:
     reasons = []
     if "alert.high_overdose_risk" in alerts:
         reasons.append("high overdose risk")
-    if "alert.suicide_risk" in alerts:
+    if alerts.get("alert.suicide_risk") == "urgent":
         reasons.append("suicide risk")
     if plan.level_of_care.adjusted_by_preference:
         reasons.append("level of care lowered by the patient's preference")
     return reasons
 
 
-def _extras(plan: CarePlan, alerts: set[str]) -> list[Visit]:
+def _extras(plan: CarePlan, alerts: dict[str, str]) -> list[Visit]:
     codes = plan.codes("recommend", "consider")
     start = plan.assessment_date
     out = []
-    if "alert.suicide_risk" in alerts:
-        out.append(_visit(start, 0, "same_day_psychiatry", "Same day: urgent psychiatric evaluation", "suicide risk"))
+    if alerts.get("alert.suicide_risk") == "urgent" or "dd.urgent_psychiatric_evaluation" in codes:
+        out.append(
+            _visit(start, 0, "same_day_psychiatry", "Same day: urgent psychiatric evaluation", "suicide risk")
+        )
     if "med.obstetric_comanagement" in codes or "alert.pregnancy" in alerts:
         out.append(_visit(start, 7, "obstetric_visit", "Obstetric visit (co-management)", "pregnancy"))
     if "med.ecg" in codes:

@@ -110,7 +110,10 @@ def clinician_view(plan: CarePlan, pack: RulePack | None, patient: Patient | Non
         patient=patient,
         alerts=[_alert(a, pack, evidence) for a in plan.alerts],
         phases=_phases(plan, pack, evidence),
-        why_not=[WhyNot(w.code, _label(w.code, pack), w.reason, w.rule_ids) for w in plan.considered_not_recommended],
+        why_not=[
+            WhyNot(w.code, _label(w.code, pack), w.reason, w.rule_ids)
+            for w in plan.considered_not_recommended
+        ],
         med_rows=comparison(plan, preference) if open_choice else [],
         schedule=follow_up_schedule(plan),
         evidence=evidence,
@@ -122,7 +125,9 @@ def patient_view(plan: CarePlan, patient: Patient | None, language: str) -> Pati
     positive = plan.codes("recommend", "consider", "caution")
     warn = "hr.tolerance_loss_warning" in positive  # shown as a callout beside the overdose advice
     groups = {
-        kind: _unique(i.code for i in items if i.kind == kind and not (warn and i.code == "hr.tolerance_loss_warning"))
+        kind: _unique(
+            i.code for i in items if i.kind == kind and not (warn and i.code == "hr.tolerance_loss_warning")
+        )
         for kind in KIND_ORDER
     }
     medicines = [fam for fam, codes in FAMILIES.items() if positive & set(codes)]

@@ -12,6 +12,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import login as check_login
@@ -27,6 +28,18 @@ from api.settings import LOGIN_CSRF_COOKIE, SESSION_COOKIE
 router = APIRouter(tags=["session"])
 
 LogoutCaller = Annotated[Caller, Depends(allow("auth.logout"))]
+SessionCaller = Annotated[Caller, Depends(allow("session.read"))]
+
+
+class SessionInfo(BaseModel):
+    user_id: int
+    email: str
+    role: str
+    organisation: str
+    via: str = Field(description="bearer | session")
+    csrf_token: str | None = Field(
+        description="For cookie sessions: send as X-CSRF-Token (or a csrf_token form field) on unsafe requests."
+    )
 
 
 def safe_next(target: str | None) -> str:
@@ -118,3 +131,22 @@ def logout(caller: LogoutCaller, rt: RuntimeDep) -> Response:
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
+
+
+@router.get(
+    "/session",
+    name="session.read",
+    response_model=SessionInfo,
+    summary="Who am I: user, role, organisation, and the CSRF token of a cookie session",
+    responses={401: {"description": "Not signed in."}},
+)
+def whoami(caller: SessionCaller, request: Request) -> SessionInfo:
+    user = caller.user
+    return SessionInfo(
+        user_id=user.id,
+        email=user.email,
+        role=user.role,
+        organisation=user.org_slug,
+        via=caller.principal.via,
+        csrf_token=csrf_token(request) if caller.principal.via == "session" else None,
+    )

@@ -53,9 +53,12 @@ def squash(text: str) -> str:
 
 
 def pdf_pages(pdf: bytes) -> list[str]:
-    """Text of each page, by poppler's pdftotext (pypdf skipped some runs of text here)."""
+    """Text of each page, by poppler's pdftotext -raw (pypdf skipped some runs of text; the
+    default mode joins a line-final hyphen with the next line)."""
     tool = shutil.which("pdftotext")
     assert tool, "pdftotext is missing: install poppler-utils (.ci/apt.txt)"
-    out = subprocess.run([tool, "-enc", "UTF-8", "-", "-"], input=pdf, capture_output=True, check=True)
+    out = subprocess.run(
+        [tool, "-raw", "-enc", "UTF-8", "-", "-"], input=pdf, capture_output=True, check=True
+    )
     pages = out.stdout.decode("utf-8").split("\f")
     return pages[:-1] if pages and not pages[-1].strip() else pages

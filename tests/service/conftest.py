@@ -107,6 +107,22 @@ def serve_app(settings_for, engine, sqlite_url):
     """Start a server with fakes injected: `with serve_app(audit_sink=Broken()) as srv:`."""
 
     def start(**app_kwargs):
-        return _serve(settings_for(sqlite_url), engine, **app_kwargs)
+        return _serve(settings_for(sqlite_url), app_kwargs.pop("engine", engine), **app_kwargs)
 
     return start
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory, engine):
+    """One SQLite server for a whole module (tests that each make their own plans)."""
+    from api.settings import Settings
+
+    tmp = tmp_path_factory.mktemp("shared")
+    settings = Settings(
+        data_dir=tmp / "data",
+        database_url=f"sqlite:///{tmp / 'carepath.sqlite3'}",
+        secret_key=secrets.token_hex(32),
+    )
+    with _serve(settings, engine) as srv:
+        srv.users = make_users(srv.runtime.db)
+        yield srv

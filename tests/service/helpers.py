@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets
 import signal
@@ -73,21 +74,32 @@ class Users:
         return [self.clinician, self.reviewer, self.admin, self.other_clinician, self.other_reviewer]
 
 
-def make_users(db: Any) -> Users:
-    from api.auth import create_user, mint_token
+@functools.cache
+def password_hash() -> str:
+    """One argon2 hash of PASSWORD per test session (hashing costs ~0.5 s a time)."""
+    from api.security import hash_password
+
+    return hash_password(PASSWORD)
+
+
+def add_account(db: Any, org: str, email: str, role: str) -> Account:
+    """A user with PASSWORD and an API token, created through the storage API."""
+    from api.auth import mint_token
 
     now = datetime.now(UTC)
+    with db.transaction() as tx:
+        organisation = tx.org_by_slug(org) or tx.add_org(org, org, now)
+        user = tx.add_user(organisation, email, password_hash(), role, now)
+    return Account(email, role, org, mint_token(db, email, now=now), user.id)
 
-    def account(org: str, email: str, role: str) -> Account:
-        user = create_user(db, org=org, email=email, password=PASSWORD, role=role, now=now)
-        return Account(email, role, org, mint_token(db, email, now=now), user.id)
 
+def make_users(db: Any) -> Users:
     return Users(
-        clinician=account("clinic-a", "alice@a.example", "clinician"),
-        reviewer=account("clinic-a", "rita@a.example", "reviewer"),
-        admin=account("clinic-a", "adam@a.example", "admin"),
-        other_clinician=account("clinic-b", "bob@b.example", "clinician"),
-        other_reviewer=account("clinic-b", "bea@b.example", "reviewer"),
+        clinician=add_account(db, "clinic-a", "alice@a.example", "clinician"),
+        reviewer=add_account(db, "clinic-a", "rita@a.example", "reviewer"),
+        admin=add_account(db, "clinic-a", "adam@a.example", "admin"),
+        other_clinician=add_account(db, "clinic-b", "bob@b.example", "clinician"),
+        other_reviewer=add_account(db, "clinic-b", "bea@b.example", "reviewer"),
     )
 
 
@@ -135,12 +147,14 @@ class ProcessServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_dir = log_dir or data_dir.parent
-        self.env = {**os.environ, "CAREPATH_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", **(env or {})}
+        inherited = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CAREPATH_DATABASE_URL")}
+        self.env = {**inherited, "CAREPATH_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         self.n = 0
 
     def start(self) -> ProcessServer:
         self.n += 1
+        self.log_dir.mkdir(parents=True, exist_ok=True)
         self.stdout = self.log_dir / f"server-{self.port}-{self.n}.out"
         self.stderr = self.log_dir / f"server-{self.port}-{self.n}.err"
         with open(self.stdout, "wb") as out, open(self.stderr, "wb") as err:
@@ -197,3 +211,26 @@ class ProcessServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def sqlite_db_in(data_dir: Path) -> Any:
+    """The Database `carepath serve` uses for this data dir (migrated)."""
+    from api.db import Database
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(f"sqlite:///{data_dir / 'carepath.sqlite3'}")
+    db.upgrade()
+    return db
+
+
+def run_cli(*args: str, data_dir: Path, stdin: str = "", env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    inherited = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CAREPATH_DATABASE_URL", "CAREPATH_PASSWORD")}
+    return subprocess.run(
+        [sys.executable, "-m", "api", *args],
+        cwd=ROOT,
+        env={**inherited, "CAREPATH_DATA_DIR": str(data_dir), **(env or {})},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

@@ -1,0 +1,204 @@
+"""The clinician web form in headless Chromium against a real `carepath serve` on loopback."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from api.intake_fields import FIELD_BY_PATH, form_values
+from tests.e2e.conftest import LiveServer, sign_in
+
+# A realistic case: 29-year-old woman, daily fentanyl (smoked and injected), in mild-to-moderate
+# withdrawal, passive suicidal ideation with depression, hepatitis C, unstable housing, wants
+# buprenorphine and outpatient care.
+CASE = {
+    "assessment_date": "2026-03-02",
+    "jurisdiction": "US",
+    "patient": {"age": 29, "sex_at_birth": "female", "pregnant": False},
+    "stage": "active_use",
+    "readiness": "preparation",
+    "substance_use": {
+        "opioids": ["fentanyl", "heroin"],
+        "route": "injection",
+        "frequency": "daily",
+        "last_use_hours": 14,
+        "dsm5_criteria_met": 7,
+        "cows_score": 9,
+        "physically_dependent": True,
+        "benzodiazepines": "none",
+        "alcohol": "moderate",
+        "stimulants": False,
+        "xylazine_exposure": True,
+    },
+    "history": {"withdrawal_episodes": 2, "outpatient_episodes": 1, "overdoses_last_year": 1},
+    "mental_health": {"conditions": ["depression", "anxiety"], "suicidal_ideation": "passive"},
+    "medical": {"qtc_ms": 440, "hepatic_impairment": "none", "hcv": True, "hiv": False},
+    "social": {
+        "housing": "unstable",
+        "support_system": "limited",
+        "caregiver": True,
+        "can_leave_work": False,
+    },
+    "preferences": {
+        "medication": "buprenorphine",
+        "setting": "outpatient",
+        "goal": "abstinence",
+        "language": "en",
+    },
+}
+
+
+def fill(page, intake: dict) -> None:
+    """Type the intake into the form the way a clinician would: field by field."""
+    for path, values in form_values(intake).items():
+        spec = FIELD_BY_PATH[path]
+        if spec.kind == "bool":
+            page.check(f"#{spec.html_id}-{values[0]}")
+        elif spec.kind == "multi":
+            for v in values:
+                page.check(f"#{spec.html_id}-{v}")
+        elif spec.kind == "choice":
+            page.select_option(f"#{spec.html_id}", values[0])
+        else:
+            page.fill(f"#{spec.html_id}", values[0])
+
+
+def plan_count(page, server: LiveServer) -> int:
+    r = page.request.get(server.url + "/v1/plans?limit=100&include_superseded=true")
+    assert r.status == 200
+    return len(r.json()["items"])
+
+
+@pytest.fixture
+def page(browser, live_server):
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB")
+    p = context.new_page()
+    p.set_default_timeout(30_000)
+    sign_in(p, live_server)
+    yield p
+    context.close()
+
+
+def test_form_is_accessible_and_grouped_like_the_contract(page):
+    assert page.locator("h1").inner_text() == "New OUD assessment"
+    legends = page.locator("fieldset.group > legend").all_inner_texts()
+    assert legends[:3] == ["Assessment and patient", "Stage and readiness", "Substance use"]
+    assert {"Dual diagnosis (mental health)", "Medical", "Social", "Preferences"} <= set(legends)
+    unlabeled = page.evaluate(
+        """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+                 .filter(el => !el.labels || el.labels.length === 0).map(el => el.id || el.name)"""
+    )
+    assert unlabeled == []
+    assert page.locator("script").count() == 0
+    assert page.locator("main form[action='/'] input[name=csrf_token]").count() == 1
+    # booleans: yes / no / unknown, unknown by default (missing is not "no")
+    assert page.is_checked("#f-medical-hiv-unknown")
+
+
+def test_submit_a_realistic_case_see_the_plan_open_reports_and_record_an_override(
+    page, live_server, screenshot_dir
+):
+    before = plan_count(page, live_server)
+    page.goto(live_server.url + "/")
+    fill(page, CASE)
+    page.fill("#f-medical-interacting_medications", "efavirenz, rifampicin")
+    page.screenshot(path=str(screenshot_dir / "web-form.png"), full_page=True)
+
+    with page.expect_navigation():
+        page.click("#submit-intake")
+    assert re.search(r"/plans/pl_[A-Za-z0-9_-]{22}$", page.url), page.url
+    assert plan_count(page, live_server) == before + 1
+    assert "DRAFT - requires clinician review" in page.locator(".draft-banner").inner_text()
+    assert page.locator("#level-of-care .label").inner_text().strip()
+    assert page.locator(".alert").count() >= 1
+    assert page.locator("article.item").count() >= 3
+    assert page.locator("#phase-harm_reduction").is_visible()
+
+    pdf = page.request.get(live_server.url + page.get_attribute("#link-pdf", "href"))
+    assert pdf.status == 200
+    assert pdf.headers["content-type"].startswith("application/pdf")
+    assert pdf.body()[:5] == b"%PDF-"
+    html = page.request.get(live_server.url + page.get_attribute("#link-html", "href"))
+    assert html.status == 200 and "text/html" in html.headers["content-type"]
+    patient_href = page.get_attribute("#link-patient", "href")
+    assert "audience=patient" in patient_href
+    assert page.request.get(live_server.url + patient_href).status == 200
+    fhir = page.request.get(live_server.url + page.get_attribute("#link-fhir", "href"))
+    assert fhir.status == 200 and fhir.json()["resourceType"] == "Bundle"
+
+    item = page.locator("#phase-harm_reduction article.item").first
+    item.locator("details.override > summary").click()
+    item.locator("select[name=action]").select_option("override")
+    item.locator("select[name=replacement_kind]").select_option("consider")
+    item.locator("textarea[name=reason]").fill(
+        "Patient already carries two naloxone kits from the syringe service."
+    )
+    with page.expect_navigation():
+        item.locator("button[type=submit]").click()
+    assert "recorded=1" in page.url
+    assert "was recorded" in page.locator(".flash").inner_text()
+    note = page.locator("#phase-harm_reduction .overrides").first.inner_text()
+    assert "Patient already carries two naloxone kits" in note
+    page.screenshot(path=str(screenshot_dir / "web-plan.png"), full_page=True)
+
+
+def test_override_without_reason_is_refused_next_to_the_reason(page, live_server):
+    page.goto(live_server.url + "/")
+    fill(page, {"assessment_date": "2026-03-02", "patient": {"age": 41}, "stage": "active_use"})
+    with page.expect_navigation():
+        page.click("#submit-intake")
+    item = page.locator("article.item").first
+    item.locator("details.override > summary").click()
+    with page.expect_navigation():
+        item.locator("button[type=submit]").click()
+    error = page.locator(".override-form .field-error")
+    assert error.count() == 1 and "reason" in error.inner_text().lower()
+    assert page.locator(".overrides").count() == 0
+
+
+def test_invalid_form_shows_the_error_next_to_the_field_and_stores_nothing(page, live_server):
+    before = plan_count(page, live_server)
+    page.goto(live_server.url + "/")
+    fill(page, {**CASE, "patient": {"age": 8, "sex_at_birth": "female", "name": "<b>Zed</b> Canary-4471"}})
+    with page.expect_navigation() as nav:
+        page.click("#submit-intake")
+    assert nav.value.status == 422
+    age_field = page.locator(".field", has=page.locator("#f-patient-age"))
+    error = age_field.locator("#err-patient-age")
+    assert error.is_visible()
+    assert "at least 12" in error.inner_text()
+    assert "8" not in error.inner_text()
+    assert "err-patient-age" in page.get_attribute("#f-patient-age", "aria-describedby")
+    assert page.get_attribute("#f-patient-age", "aria-invalid") == "true"
+    assert page.locator(".error-summary a[href='#f-patient-age']").count() == 1
+    # the clinician's own input comes back, escaped (no markup), and other answers are kept
+    assert page.input_value("#f-patient-name") == "<b>Zed</b> Canary-4471"
+    assert page.locator("b", has_text="Zed").count() == 0
+    assert page.is_checked("#f-substance_use-opioids-fentanyl")
+    assert plan_count(page, live_server) == before
+    assert "Canary-4471" not in live_server.logs()
+
+
+def test_csp_and_security_headers_on_the_form(page, live_server):
+    r = page.request.get(live_server.url + "/")
+    csp = r.headers["content-security-policy"]
+    assert "default-src 'self'" in csp and "unsafe-inline" not in csp
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert "no-store" in r.headers["cache-control"]
+
+
+def test_the_form_works_without_javascript(browser, live_server):
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    try:
+        sign_in(page, live_server)
+        fill(page, {"assessment_date": "2026-03-02", "patient": {"age": 52}, "stage": "in_treatment"})
+        page.select_option("#f-current_treatment-moud", "methadone")
+        page.fill("#f-current_treatment-dose_mg", "80")
+        with page.expect_navigation():
+            page.click("#submit-intake")
+        assert "/plans/pl_" in page.url
+        assert page.locator("#level-of-care").is_visible()
+    finally:
+        context.close()

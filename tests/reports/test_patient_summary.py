@@ -1,0 +1,135 @@
+"""Patient summary: plain language (grade <= 8), catalogue-driven texts in en/es/de."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import textstat
+from babel.messages.extract import extract_from_dir
+from babel.messages.pofile import read_po
+
+from reports import render_html
+from reports.helplines import HELPLINES
+from reports.i18n import LANGUAGES, po_path, translations
+from reports.patient_texts import PATIENT_MSGIDS
+from reports.schedule import _SOONER, _STANDARD
+from tests.reports.helpers import visible_text
+
+REPORTS = Path(__file__).resolve().parents[2] / "reports"
+MAX_GRADE = 8.0
+
+
+def _catalog(language: str):
+    with po_path(language).open("rb") as fp:
+        return read_po(fp, locale=language)
+
+
+def _extracted() -> set:
+    method_map = [("**.py", "python"), ("templates/**.html", "jinja2")]
+    options = {"templates/**.html": {"extensions": "jinja2.ext.i18n"}}
+    return {m[2] for m in extract_from_dir(str(REPORTS), method_map, options_map=options)}
+
+
+def test_catalogues_hold_every_message_in_every_language():
+    wanted = _extracted()
+    assert len(wanted) > 100
+    for language in LANGUAGES:
+        catalog = _catalog(language)
+        for msgid in wanted:
+            msg = catalog.get(msgid if isinstance(msgid, str) else msgid[0])
+            assert msg is not None, f"{language}: missing {msgid!r}"
+            strings = msg.string if isinstance(msg.string, tuple) else (msg.string,)
+            assert all(s.strip() for s in strings), f"{language}: empty translation for {msgid!r}"
+            assert not msg.fuzzy, f"{language}: fuzzy {msgid!r}"
+
+
+def test_every_code_in_the_pack_has_a_patient_text(pack):
+    wanted = {f"code.{code}" for code in pack.codes}
+    assert wanted <= set(PATIENT_MSGIDS), sorted(wanted - set(PATIENT_MSGIDS))
+    for language in LANGUAGES:
+        tr = translations(language)
+        for msgid in wanted | {"medicine.methadone", "medicine.buprenorphine", "medicine.naltrexone"}:
+            assert tr.gettext(msgid) != msgid, f"{language}: no text for {msgid}"
+
+
+def test_every_schedule_visit_has_a_patient_text():
+    keys = {k for _, k, _ in _STANDARD + _SOONER} | {"same_day_psychiatry", "obstetric_visit", "ecg"}
+    for language in LANGUAGES:
+        for key in keys:
+            assert translations(language).gettext(f"schedule.{key}") != f"schedule.{key}"
+
+
+def test_patient_texts_do_not_come_from_the_rules(short_plan, example_patient):
+    text = visible_text(render_html(short_plan, "patient", "en", patient=example_patient))
+    for item in short_plan.items():
+        assert item.text not in text and item.rationale not in text
+
+
+@pytest.mark.parametrize("which", ["short_plan", "rich_plan"])
+def test_english_summary_reads_at_grade_8_or_below(which, request, patient):
+    plan = request.getfixturevalue(which)
+    text = visible_text(render_html(plan, "patient", "en", patient=patient), drop_footer=True)
+    grade = textstat.flesch_kincaid_grade(text)
+    assert grade <= MAX_GRADE, f"Flesch-Kincaid grade {grade} > {MAX_GRADE}"
+
+
+def test_all_patient_texts_together_read_at_grade_8_or_below():
+    tr = translations("en")
+    text = " ".join(tr.gettext(m) for m in PATIENT_MSGIDS)
+    assert textstat.flesch_kincaid_grade(text) <= MAX_GRADE
+
+
+@pytest.mark.parametrize(
+    ("language", "expected", "absent"),
+    [
+        ("en", ["Your care plan", "What happens next", "Overdose and naloxone", "Where to get help"], []),
+        (
+            "es",
+            ["Su plan de atención", "Qué pasa ahora", "Sobredosis y naloxona", "988 en español"],
+            ["What we suggest"],
+        ),
+        (
+            "de",
+            ["Ihr Behandlungsplan", "Wie es weitergeht", "Überdosis und Naloxon", "Wo Sie Hilfe bekommen"],
+            ["Your care plan"],
+        ),
+    ],
+)
+def test_language_is_picked_from_preferences(language, expected, absent, rich_plan, patient):
+    html = render_html(rich_plan, "patient", language, patient=patient)
+    assert f'<html lang="{language}">' in html
+    text = visible_text(html)
+    for phrase in expected:
+        assert phrase in text
+    for phrase in absent:
+        assert phrase not in text
+
+
+def test_unknown_language_falls_back_to_english(rich_plan):
+    assert '<html lang="en">' in render_html(rich_plan, "patient", "fr")
+
+
+def test_summary_sections(rich_plan, patient):
+    text = visible_text(render_html(rich_plan, "patient", "en", patient=patient))
+    assert "DRAFT: your clinician must check and sign this before you get it." in text
+    assert "1-800-662-4357" in text and "988" in text
+    assert "Naloxone blocks the effect of opioids" not in text  # only the medicines in the plan
+    assert "Buprenorphine melts under your tongue" in text
+    assert "Not right for you now" in text and "Fast detox while you are put to sleep" in text
+    assert "March 3, 2026" in text  # +1 day, localised
+    assert "Your body is not used to opioids now" in text
+
+
+def test_summary_dates_are_localised(rich_plan):
+    assert "3 de marzo de 2026" in visible_text(render_html(rich_plan, "patient", "es"))
+    assert "3. März 2026" in visible_text(render_html(rich_plan, "patient", "de"))
+
+
+@pytest.mark.parametrize("jurisdiction", sorted(HELPLINES))
+def test_helplines_by_jurisdiction(jurisdiction, rich_plan):
+    plan = rich_plan.model_copy(update={"jurisdiction": jurisdiction})
+    text = visible_text(render_html(plan, "patient", "en"))
+    for line in HELPLINES[jurisdiction]:
+        if not line.languages:
+            assert line.number in text

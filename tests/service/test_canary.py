@@ -1,0 +1,161 @@
+"""Canary test: intakes carrying unique canary strings go through every route, valid and
+invalid, against `carepath serve` in a subprocess at DEBUG log level; no canary may appear in
+the server's stdout/stderr or in any JSON error response."""
+
+from __future__ import annotations
+
+import copy
+import json
+import secrets
+
+import httpx
+
+from api.app import route_table
+from tests.service.helpers import ProcessServer, make_users, sqlite_db_in
+
+TAG = secrets.token_hex(4)
+NAME = f"Canaryname{TAG} Doe"
+MRN = f"MRN-CANARY-{TAG}"
+DRUG = f"canarymycin-{TAG}"
+REASON = f"canary reason {TAG}"
+CANARIES = (NAME, MRN, DRUG, REASON, f"Canaryname{TAG}", TAG)
+
+
+def _with_canaries(intake: dict) -> dict:
+    out = copy.deepcopy(intake)
+    out["patient"].update({"name": NAME, "id": MRN})
+    out.setdefault("medical", {})["interacting_medications"] = ["efavirenz", DRUG]
+    return out
+
+
+def _invalid_variants(good: dict) -> list[bytes]:
+    variants: list[object] = []
+    for path, value in [
+        (("patient", "age"), NAME),
+        (("patient", "sex_at_birth"), MRN),
+        (("stage",), DRUG),
+        (("medical", "interacting_medications"), [DRUG, 7, {"x": NAME}]),
+        (("patient", "name"), NAME * 30),
+        (("substance_use", "last_use_hours"), -1),
+    ]:
+        bad = copy.deepcopy(good)
+        target = bad
+        for key in path[:-1]:
+            target = target.setdefault(key, {})
+        target[path[-1]] = value
+        variants.append(bad)
+    unknown = copy.deepcopy(good)
+    unknown["patient"][f"{NAME}"] = MRN  # an unknown field whose NAME is patient data
+    variants.append(unknown)
+    raw = [json.dumps(v).encode() for v in variants]
+    raw.append(json.dumps(good).encode()[:-5])  # truncated JSON
+    raw.append(("{" + f'"patient": {{"name": "{NAME}", "x": "' + "y" * 300_000 + '"}}').encode())  # too large
+    return raw
+
+
+def test_no_canary_in_logs_or_error_responses(tmp_path, example_intake):
+    data = tmp_path / "data"
+    db = sqlite_db_in(data)
+    users = make_users(db)
+    db.dispose()
+    alice, rita, other = users.clinician, users.reviewer, users.other_clinician
+    good = _with_canaries(example_intake)
+    errors: list[httpx.Response] = []
+    seen_routes: set[tuple[str, str]] = set()
+
+    srv = ProcessServer(data, env={"CAREPATH_LOG_LEVEL": "DEBUG"})
+    with srv, httpx.Client(base_url=srv.url, timeout=60) as c:
+
+        def call(method: str, route: str, url: str, **kw) -> httpx.Response:
+            seen_routes.add((method, route))
+            r = c.request(method, url, **kw)
+            if r.status_code >= 400:
+                errors.append(r)
+            return r
+
+        plan = call("POST", "/v1/plans", "/v1/plans", content=json.dumps(good),
+                    headers={**alice.headers, "Idempotency-Key": "canary-1"})
+        assert plan.status_code == 201, plan.text
+        pid = plan.json()["plan_id"]
+        for raw in _invalid_variants(good):
+            assert call("POST", "/v1/plans", "/v1/plans", content=raw, headers=alice.headers).status_code == 422
+            call("POST", "/v1/plans/{plan_id}/reevaluate", f"/v1/plans/{pid}/reevaluate", content=raw,
+                 headers=alice.headers)
+        call("POST", "/v1/plans", "/v1/plans", content=json.dumps({**good, "stage": "remission"}),
+             headers={**alice.headers, "Idempotency-Key": "canary-1"})  # 409: key reused
+        changed = copy.deepcopy(good)
+        changed["substance_use"]["cows_score"] = 14
+        v2 = call("POST", "/v1/plans/{plan_id}/reevaluate", f"/v1/plans/{pid}/reevaluate",
+                  content=json.dumps(changed), headers=alice.headers)
+        assert v2.status_code == 201
+        call("POST", "/v1/plans/{plan_id}/reevaluate", f"/v1/plans/{pid}/reevaluate", headers=alice.headers)  # 409
+        v2id = v2.json()["plan_id"]
+        for who in (alice, rita, other, None):
+            headers = who.headers if who else {}
+            call("GET", "/v1/plans/{plan_id}", f"/v1/plans/{v2id}", headers=headers)
+            call("GET", "/v1/plans/{plan_id}/report.html", f"/v1/plans/{v2id}/report.html", headers=headers)
+            call("GET", "/v1/plans/{plan_id}/report.html", f"/v1/plans/{v2id}/report.html?audience=patient",
+                 headers=headers)
+            call("GET", "/v1/plans/{plan_id}/report.pdf", f"/v1/plans/{v2id}/report.pdf", headers=headers)
+            call("GET", "/v1/plans/{plan_id}/fhir", f"/v1/plans/{v2id}/fhir", headers=headers)
+            call("GET", "/v1/plans", "/v1/plans?include_superseded=true", headers=headers)
+        item = v2.json()["phases"][0]["items"][0]
+        for body in (
+            {"code": item["code"], "action": "override", "reason": REASON, "replacement_text": NAME},
+            {"code": DRUG, "action": "edit", "reason": REASON},
+            {"code": item["code"], "action": MRN, "reason": REASON},
+            {"code": item["code"], "action": "edit", "reason": REASON * 100},
+            {"code": item["code"], "action": "edit", "reason": REASON, NAME: MRN},
+        ):
+            call("POST", "/v1/plans/{plan_id}/overrides", f"/v1/plans/{v2id}/overrides", json=body,
+                 headers=alice.headers)
+        call("GET", "/v1/overrides/summary", "/v1/overrides/summary", headers=rita.headers)
+        call("GET", "/v1/rules", "/v1/rules", headers=rita.headers)
+        call("GET", "/health", "/health")
+        call("POST", "/cds-services/{service_id}", "/cds-services/carepath-oud-pathway",
+             json={"hook": "patient-view", "hookInstance": TAG, "prefetch": {"intake": good}}, headers=alice.headers)
+        call("POST", "/cds-services/{service_id}", "/cds-services/carepath-oud-pathway",
+             json={"hook": "patient-view", "prefetch": {"intake": {**good, "stage": NAME}}}, headers=alice.headers)
+        call("GET", "/cds-services", "/cds-services")
+        call("POST", "/login", "/login", data={"email": NAME, "password": MRN})
+        call("GET", "/login", "/login")
+        call("GET", "/session", "/session", headers=alice.headers)
+        call("GET", "/openapi.json", "/openapi.json", headers=alice.headers)
+        call("POST", "/logout", "/logout", headers=alice.headers)
+        # the web form, as a bearer client (no CSRF needed): valid and invalid submissions
+        form = {"patient.name": NAME, "patient.id": MRN, "patient.age": "34", "assessment_date": "2026-03-02",
+                "medical.interacting_medications": DRUG}
+        call("GET", "/", "/", headers=alice.headers)
+        call("POST", "/", "/", data=form, headers=alice.headers)
+        call("POST", "/", "/", data={**form, "patient.age": NAME}, headers=alice.headers)
+        call("GET", "/plans/{plan_id}", f"/plans/{v2id}", headers=alice.headers)
+        call("GET", "/plans/{plan_id}/edit", f"/plans/{v2id}/edit", headers=alice.headers)
+        call("POST", "/plans/{plan_id}/overrides", f"/plans/{v2id}/overrides",
+             data={"code": item["code"], "action": "edit", "reason": REASON}, headers=alice.headers)
+        call("POST", "/plans/{plan_id}/edit", f"/plans/{v2id}/edit", data={**form, "patient.age": MRN},
+             headers=alice.headers)
+        call("GET", "/static/{name}", "/static/carepath.css")
+
+    logs = srv.logs()
+    assert "POST /v1/plans 201" in logs and "GET /v1/plans/{plan_id} 404" in logs  # logs were captured
+    for canary in CANARIES:
+        assert canary not in logs, f"canary {canary!r} leaked into the server log"
+    json_errors = [r for r in errors if r.headers.get("content-type", "").startswith("application/json")]
+    assert len(json_errors) >= 20
+    for r in json_errors:
+        for canary in CANARIES:
+            assert canary not in r.text, (r.request.method, r.request.url.path, r.status_code)
+    # HTML error pages (the form shown again with its errors) refill the clinician's own inputs
+    # by design; they must not add the values to error messages:
+    for r in errors:
+        if r.headers.get("content-type", "").startswith("text/html"):
+            assert f"{NAME} is" not in r.text and f"'{NAME}'" not in r.text
+
+    walked = {(r.method, r.path) for r in route_table(srv_app())}
+    assert walked <= seen_routes, f"routes the canary did not visit: {sorted(walked - seen_routes)}"
+
+
+def srv_app():
+    from api.app import create_app
+
+    return create_app()
