@@ -102,7 +102,9 @@ def principal_for_session(db: Database, session_token: str, now: datetime) -> Pr
     return Principal(user, "session", session_token) if user is not None and user.active else None
 
 
-def login(db: Database, email: str, password: str, *, now: datetime, max_age_s: int) -> tuple[User, str] | None:
+def login(
+    db: Database, email: str, password: str, *, now: datetime, max_age_s: int
+) -> tuple[User, str] | None:
     """Check the password; on success open a session and return (user, session token)."""
     try:
         email = normalise_email(email)

@@ -301,8 +301,8 @@ async def cds_evaluate(service_id: str, request: Request, caller: CdsCaller, rt:
     plans = rt.plans()
     rid = request_id_of(request)
     if service_id != SERVICE_ID:
-        body = {"error": "not_found", "message": "No CDS service with this id.", "request_id": rid}
-        return JSONResponse(body, status_code=404)
+        missing = {"error": "not_found", "message": "No CDS service with this id.", "request_id": rid}
+        return JSONResponse(missing, status_code=404)
     try:
         hook = parse_hook_request(await _read_limited(request, MAX_REQUEST_BYTES))
     except HookRequestError as exc:

@@ -109,7 +109,9 @@ def users_add(
     password = _read_password(password_stdin)
     db = _database()
     try:
-        user = create_user(db, org=org, email=email, password=password, role=role, now=_now(), org_name=org_name)
+        user = create_user(
+            db, org=org, email=email, password=password, role=role, now=_now(), org_name=org_name
+        )
     except AccountError as exc:
         _err(f"carepath: {exc}")
         raise typer.Exit(2) from None

@@ -435,7 +435,7 @@ class Tx:
 
     def insert_plan(self, new: NewPlan) -> None:
         """Insert a plan and its searchable codes. Raises UniqueViolation (transaction intact)."""
-        values = {k: getattr(new, k) for k in plans.c.keys()}
+        values = {col.name: getattr(new, col.name) for col in plans.columns}
         try:
             with self.conn.begin_nested():
                 self.conn.execute(plans.insert().values(**values))

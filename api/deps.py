@@ -1,14 +1,14 @@
 """FastAPI dependencies and their ``Annotated`` aliases: the seams routes are built from.
 
-    RuntimeDep    the process's Runtime (db, engine, audit sink, clock, secret, templates)
-    PlansDep      a PlanService (the use cases: create, reevaluate, get, list, overrides)
-    RequestId     this request's id (also in the X-Request-ID response header and the audit)
-    allow(action) -> dependency returning a Caller (principal + request id) if the caller is
-                  authenticated (bearer token or session cookie) AND their role may do
-                  ``action`` (api.policy); otherwise 401 / 403, audited for patient-data actions.
-                  Unsafe methods authenticated by cookie must pass the CSRF check.
-    PlanWriter, PlanReader, ... ready-made aliases of allow(...) for the common actions.
-    RawBody       the request body, at most MAX_BODY_BYTES + 1 bytes read (the parser refuses more)
+RuntimeDep    the process's Runtime (db, engine, audit sink, clock, secret, templates)
+PlansDep      a PlanService (the use cases: create, reevaluate, get, list, overrides)
+RequestId     this request's id (also in the X-Request-ID response header and the audit)
+allow(action) -> dependency returning a Caller (principal + request id) if the caller is
+              authenticated (bearer token or session cookie) AND their role may do
+              ``action`` (api.policy); otherwise 401 / 403, audited for patient-data actions.
+              Unsafe methods authenticated by cookie must pass the CSRF check.
+PlanWriter, PlanReader, ... ready-made aliases of allow(...) for the common actions.
+RawBody       the request body, at most MAX_BODY_BYTES + 1 bytes read (the parser refuses more)
 """
 
 from __future__ import annotations

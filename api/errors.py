@@ -111,7 +111,9 @@ def problems_of(problems: list[FieldProblem]) -> list[dict[str, str]]:
     return [{"field": p.field, "message": p.message} for p in problems]
 
 
-def _json(request: Request, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+def _json(
+    request: Request, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> Response:
     body["request_id"] = request_id_of(request)
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -164,7 +166,9 @@ def validation_problems(errors: Any) -> list[FieldProblem]:
     fixed = []
     for p, err in zip(problems, list(errors) + [None] * len(problems), strict=False):
         if p.field == "(intake)" and err is not None:
-            p = FieldProblem(_where(err.get("loc")), p.message.replace("expected a JSON object", "").strip(" :"))
+            p = FieldProblem(
+                _where(err.get("loc")), p.message.replace("expected a JSON object", "").strip(" :")
+            )
         fixed.append(p)
     return fixed
 

@@ -482,7 +482,7 @@ def questionnaire_response_from_bundle(resource: Any) -> Mapping[str, Any] | Non
         return resource
     if resource.get("resourceType") != "Bundle":
         return None
-    found = [
+    found: list[Mapping[str, Any]] = [
         e["resource"]
         for e in resource.get("entry") or ()
         if isinstance(e, Mapping)

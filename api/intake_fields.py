@@ -226,23 +226,23 @@ def _spec(path: str, annotation: Any, meta: list[Any], required: bool) -> FieldS
     bare, more = _unwrap(annotation)
     meta = meta + more
     label, help_text = LABELS.get(path, (path.rsplit(".", 1)[-1].replace("_", " ").capitalize(), ""))
-    common = {"path": path, "label": label, "required": required, "help": help_text}
+
+    def make(
+        kind: Kind, choices: tuple[str, ...] = (), lo: float | None = None, hi: float | None = None
+    ) -> FieldSpec:
+        return FieldSpec(path, label, kind, choices, required, lo, hi, help_text)
+
     if get_origin(bare) is list:
         inner, _ = _unwrap(get_args(bare)[0])
         if get_origin(inner) is Literal:
-            return FieldSpec(kind="multi", choices=tuple(get_args(inner)), **common)
-        return FieldSpec(kind="textlist", **common)
+            return make("multi", tuple(get_args(inner)))
+        return make("textlist")
     if get_origin(bare) is Literal:
-        return FieldSpec(kind="choice", choices=tuple(get_args(bare)), **common)
+        return make("choice", tuple(get_args(bare)))
     kinds: dict[Any, Kind] = {bool: "bool", int: "int", float: "number", date: "date", str: "text"}
     if bare not in kinds:
         raise TypeError(f"intake field {path} has a type the form does not know")
-    return FieldSpec(
-        kind=kinds[bare],
-        minimum=_bound(meta, "ge", "gt"),
-        maximum=_bound(meta, "le", "lt"),
-        **common,
-    )
+    return make(kinds[bare], lo=_bound(meta, "ge", "gt"), hi=_bound(meta, "le", "lt"))
 
 
 def _leaves(model: type[BaseModel], prefix: str = "") -> list[FieldSpec]:

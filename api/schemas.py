@@ -161,7 +161,9 @@ class StoredPlan(CarePlan):
     record: PlanRecordMeta
 
     @classmethod
-    def of(cls, rec: PlanRecord, overrides: tuple[OverrideRecord, ...] | list[OverrideRecord] = ()) -> StoredPlan:
+    def of(
+        cls, rec: PlanRecord, overrides: tuple[OverrideRecord, ...] | list[OverrideRecord] = ()
+    ) -> StoredPlan:
         meta = PlanRecordMeta(
             version=rec.version,
             previous_id=rec.previous_id,
@@ -224,7 +226,11 @@ class OverrideRuleCount(_Out):
     @classmethod
     def of(cls, c: OverrideCount) -> OverrideRuleCount:
         return cls(
-            rule_id=c.rule_id, overrides=c.overrides, plans=c.plans, by_action=c.by_action, codes=list(c.codes)
+            rule_id=c.rule_id,
+            overrides=c.overrides,
+            plans=c.plans,
+            by_action=c.by_action,
+            codes=list(c.codes),
         )
 
 

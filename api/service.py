@@ -112,7 +112,9 @@ class PlanService:
         with self.db.transaction() as tx:
             self._audit(tx, caller, action, outcome, plan_id)
 
-    def record_anonymous(self, request_id: str, action: str, outcome: str, plan_id: str | None = None) -> None:
+    def record_anonymous(
+        self, request_id: str, action: str, outcome: str, plan_id: str | None = None
+    ) -> None:
         with self.db.transaction() as tx:
             self.audit.append(tx, AuditEvent(action, outcome, request_id, plan_id=plan_id))
 
@@ -327,7 +329,9 @@ class PlanService:
                 self._audit(tx, caller, "plan.list", "ok", None)
         except ValueError:
             self.record(caller, "plan.list", "invalid")
-            raise InvalidRequest([FieldProblem("query.cursor", "is not a cursor returned by this API")]) from None
+            raise InvalidRequest(
+                [FieldProblem("query.cursor", "is not a cursor returned by this API")]
+            ) from None
         return page
 
     # -- overrides -----------------------------------------------------------------------------

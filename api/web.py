@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
@@ -165,8 +165,8 @@ def _form_page(
     caller: Caller,
     values: Mapping[str, list[str]],
     *,
-    problems: list[FieldProblem] = (),  # type: ignore[assignment]
-    general: list[str] = (),  # type: ignore[assignment]
+    problems: Sequence[FieldProblem] = (),
+    general: Sequence[str] = (),
     status: int = 200,
     action_href: str = "/",
     previous: PlanRecord | None = None,

@@ -88,7 +88,7 @@ def comparison(plan: CarePlan, preference: str | None) -> list[MedRow]:
 
 def _row(plan: CarePlan, family: str, preference: str | None) -> MedRow:
     codes = FAMILIES[family]
-    says = [(i.kind, i.text) for i in plan.items() if i.code in codes]
+    says: list[tuple[str, str]] = [(i.kind, i.text) for i in plan.items() if i.code in codes]
     says += [("not recommended", w.reason) for w in plan.considered_not_recommended if w.code in codes]
     return MedRow(
         family=family,

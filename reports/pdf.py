@@ -29,7 +29,7 @@ class RefusedURL(ValueError):
     """The report tried to load something that is not a packaged asset."""
 
 
-class AssetOnlyFetcher(URLFetcher):
+class AssetOnlyFetcher(URLFetcher):  # type: ignore[misc]
     """Serves reports/static/* for ``carepath-asset:`` URLs; refuses everything else."""
 
     def __init__(self) -> None:
@@ -62,8 +62,7 @@ def _mime(url: str) -> str:
 
 def html_to_pdf(html: str, fetcher: AssetOnlyFetcher | None = None) -> bytes:
     document = HTML(string=html, base_url=None, url_fetcher=fetcher or AssetOnlyFetcher())
-    pdf = document.write_pdf(uncompressed_pdf=False, pdf_identifier=b"carepath-care-plan-draft")
-    assert pdf is not None
+    pdf: bytes = document.write_pdf(uncompressed_pdf=False, pdf_identifier=b"carepath-care-plan-draft")
     return pdf
 
 

@@ -85,8 +85,7 @@ def render_html(
     lang = pick_language(language) if audience == "patient" else "en"
     common = {"css": Markup(stylesheet()), "title": DOCUMENT_TITLE, "notices": notices, "lang": lang}
     if audience == "patient":
-        view = patient_view(plan, who, lang)
-        return _env(lang).get_template("patient.html").render(v=view, **common)
+        return _env(lang).get_template("patient.html").render(v=patient_view(plan, who, lang), **common)
     view = clinician_view(plan, pack if pack is not None else _default_pack(), who)
     return _env("en").get_template("clinician.html").render(v=view, phases=PHASES, **common)
 

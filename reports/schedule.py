@@ -8,6 +8,7 @@ of care (review early whether the lower level holds). Intervals follow the plan'
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -51,7 +52,7 @@ def follow_up_schedule(plan: CarePlan) -> list[Visit]:
     return sorted(visits, key=lambda v: (v.days, v.key))
 
 
-def _sooner_reasons(plan: CarePlan, alerts: dict[str, str]) -> list[str]:
+def _sooner_reasons(plan: CarePlan, alerts: Mapping[str, str]) -> list[str]:
     reasons = []
     if "alert.high_overdose_risk" in alerts:
         reasons.append("high overdose risk")
@@ -62,7 +63,7 @@ def _sooner_reasons(plan: CarePlan, alerts: dict[str, str]) -> list[str]:
     return reasons
 
 
-def _extras(plan: CarePlan, alerts: dict[str, str]) -> list[Visit]:
+def _extras(plan: CarePlan, alerts: Mapping[str, str]) -> list[Visit]:
     codes = plan.codes("recommend", "consider")
     start = plan.assessment_date
     out = []

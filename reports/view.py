@@ -121,15 +121,11 @@ def clinician_view(plan: CarePlan, pack: RulePack | None, patient: Patient | Non
 
 
 def patient_view(plan: CarePlan, patient: Patient | None, language: str) -> PatientView:
-    items = [i for phase, i in _timeline(plan) if phase != "level_of_care"]
     positive = plan.codes("recommend", "consider", "caution")
     warn = "hr.tolerance_loss_warning" in positive  # shown as a callout beside the overdose advice
-    groups = {
-        kind: _unique(
-            i.code for i in items if i.kind == kind and not (warn and i.code == "hr.tolerance_loss_warning")
-        )
-        for kind in KIND_ORDER
-    }
+    skip = {"hr.tolerance_loss_warning"} if warn else set()
+    items = [i for phase, i in _timeline(plan) if phase != "level_of_care" and i.code not in skip]
+    groups = {kind: _unique(i.code for i in items if i.kind == kind) for kind in KIND_ORDER}
     medicines = [fam for fam, codes in FAMILIES.items() if positive & set(codes)]
     return PatientView(
         plan=plan,
@@ -147,14 +143,14 @@ def patient_view(plan: CarePlan, patient: Patient | None, language: str) -> Pati
 
 def _timeline(plan: CarePlan) -> list[tuple[str, Item]]:
     """Every item with its phase, in timeline order (whatever order the plan lists phases in)."""
-    by_phase = {p.phase: p.items for p in plan.phases}
-    return [(name, item) for name in PHASES for item in by_phase.get(name, [])]  # type: ignore[call-overload]
+    by_phase: dict[str, list[Item]] = {p.phase: p.items for p in plan.phases}
+    return [(name, item) for name in PHASES for item in by_phase.get(name, [])]
 
 
 def _phases(plan: CarePlan, pack: RulePack | None, evidence: Evidence) -> list[PhaseView]:
-    by_phase = {p.phase: p.items for p in plan.phases}
+    by_phase: dict[str, list[Item]] = {p.phase: p.items for p in plan.phases}
     return [
-        PhaseView(name, title, [_item(i, pack, evidence) for i in by_phase.get(name, [])])  # type: ignore[call-overload]
+        PhaseView(name, title, [_item(i, pack, evidence) for i in by_phase.get(name, [])])
         for name, title in PHASES.items()
     ]
 

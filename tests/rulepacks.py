@@ -16,7 +16,8 @@ __all__ = ["rule", "BASE_RULES", "make_pack"]
 
 
 def _citation_key() -> str:
-    return next(iter(yaml.safe_load((ROOT / "rules" / "citations.yaml").read_text(encoding="utf-8"))))
+    registry = yaml.safe_load((ROOT / "rules" / "citations.yaml").read_text(encoding="utf-8"))
+    return str(next(iter(registry)))
 
 
 def rule(

@@ -27,7 +27,15 @@ from api.errors import InvalidRequest
 from api.middleware import DEFAULT_CSP
 from api.records import PlanFilter
 from api.rendering import render_html_report, render_pdf_report, style_hashes
-from api.schemas import ErrorBody, OverrideIn, OverrideOut, PlanListItem, PlanPage, StoredPlan, ValidationErrorBody
+from api.schemas import (
+    ErrorBody,
+    OverrideIn,
+    OverrideOut,
+    PlanListItem,
+    PlanPage,
+    StoredPlan,
+    ValidationErrorBody,
+)
 from api.service import OverrideRequest
 from engine.errors import FieldProblem, problems_from_validation
 
@@ -234,7 +242,9 @@ async def report_pdf(
     lang = language or intake.preferences.language
     pdf = await render_pdf_report(view.plan, intake, rt.engine.pack, audience, lang)
     name = f"carepath-{plan_id}-{audience}.pdf"
-    return Response(pdf, media_type="application/pdf", headers={"Content-Disposition": f'inline; filename="{name}"'})
+    return Response(
+        pdf, media_type="application/pdf", headers={"Content-Disposition": f'inline; filename="{name}"'}
+    )
 
 
 @router.post(

@@ -38,7 +38,8 @@ class SessionInfo(BaseModel):
     organisation: str
     via: str = Field(description="bearer | session")
     csrf_token: str | None = Field(
-        description="For cookie sessions: send as X-CSRF-Token (or a csrf_token form field) on unsafe requests."
+        description="For cookie sessions: send it as X-CSRF-Token (or a csrf_token form field) "
+        "on unsafe requests."
     )
 
 
@@ -99,7 +100,9 @@ async def login(request: Request, rt: RuntimeDep) -> Response:
     rid = request_id_of(request)
     if result is None:
         await run_in_threadpool(plans.record_anonymous, rid, "auth.login", "denied")
-        return _login_page(request, rt, error="Email or password is incorrect.", status=401, next_url=next_url)
+        return _login_page(
+            request, rt, error="Email or password is incorrect.", status=401, next_url=next_url
+        )
     user, token = result
     request.state.user_id = user.id
     await run_in_threadpool(plans.record, Caller(Principal(user, "session"), rid), "auth.login", "ok")

@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from api.batch import run_batch
-from engine import Engine, EngineError, IntakeError, parse_intake_json
-from tests.conftest import FIXED_TIME
+from engine import Engine, EngineError, IntakeError, load_rulepack, parse_intake_json
+from tests.conftest import FIXED_TIME, ROOT
 from tests.factories import random_intake
 from tests.rulepacks import BASE_RULES, make_pack
 
@@ -87,13 +87,15 @@ def _expected(engine: Engine, raw: bytes) -> dict[str, Any]:
 
 
 def test_batch_command_gives_one_line_per_intake_in_order(
-    engine: Engine, mixed: tuple[Path, list[tuple[int, bytes]]], tmp_path: Path
+    mixed: tuple[Path, list[tuple[int, bytes]]], tmp_path: Path
 ) -> None:
     source, numbered = mixed
+    rules = tmp_path / "rules"  # a frozen copy: the CLI and the oracle read the same pack
+    shutil.copytree(ROOT / "rules", rules)
+    engine = Engine(load_rulepack(rules))
     out = tmp_path / "out.ndjson"
-    run = carepath(
-        "batch", str(source), "-o", str(out), "--workers", "2", "--generated-at", STAMP, cwd=tmp_path
-    )
+    args = ["--workers", "2", "--generated-at", STAMP, "--rules-dir", str(rules)]
+    run = carepath("batch", str(source), "-o", str(out), *args, cwd=tmp_path)
     results = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     expected = [{"line": n, **_expected(engine, raw)} for n, raw in numbered]
     assert [r["line"] for r in results] == [n for n, _ in numbered]
@@ -112,9 +114,11 @@ def test_one_worker_and_several_give_identical_output(
     mixed: tuple[Path, list[tuple[int, bytes]]], tmp_path: Path
 ) -> None:
     source, _ = mixed
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
     one, three = tmp_path / "one.ndjson", tmp_path / "three.ndjson"
-    first = run_batch(source, one, 1, FIXED_TIME)
-    second = run_batch(source, three, 3, FIXED_TIME)
+    first = run_batch(source, one, 1, FIXED_TIME, rules)
+    second = run_batch(source, three, 3, FIXED_TIME, rules)
     assert first == second
     assert first["invalid"] == len(INVALID)
     assert one.read_bytes() == three.read_bytes()

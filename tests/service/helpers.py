@@ -142,12 +142,16 @@ class ThreadServer:
 class ProcessServer:
     """`carepath serve` (python -m api serve) in a subprocess; its stdout/stderr go to files."""
 
-    def __init__(self, data_dir: Path, *, env: dict[str, str] | None = None, log_dir: Path | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, *, env: dict[str, str] | None = None, log_dir: Path | None = None
+    ) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_dir = log_dir or data_dir.parent
-        inherited = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CAREPATH_DATABASE_URL")}
+        inherited = {
+            k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CAREPATH_DATABASE_URL")
+        }
         self.env = {**inherited, "CAREPATH_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         self.n = 0
@@ -223,8 +227,14 @@ def sqlite_db_in(data_dir: Path) -> Any:
     return db
 
 
-def run_cli(*args: str, data_dir: Path, stdin: str = "", env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    inherited = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CAREPATH_DATABASE_URL", "CAREPATH_PASSWORD")}
+def run_cli(
+    *args: str, data_dir: Path, stdin: str = "", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    inherited = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "CAREPATH_DATABASE_URL", "CAREPATH_PASSWORD")
+    }
     return subprocess.run(
         [sys.executable, "-m", "api", *args],
         cwd=ROOT,

@@ -33,7 +33,9 @@ def test_create_read_list_and_overrides(server, example_intake):
         assert "intake" not in plan["record"]  # the API never returns the intake
 
         got = c.get(f"/v1/plans/{pid}", headers=alice.headers).json()
-        assert {k: v for k, v in got.items() if k != "record"} == {k: v for k, v in plan.items() if k != "record"}
+        assert {k: v for k, v in got.items() if k != "record"} == {
+            k: v for k, v in plan.items() if k != "record"
+        }
 
         listed = c.get("/v1/plans", headers=alice.headers).json()
         assert [i["plan_id"] for i in listed["items"]] == [pid] and listed["next_cursor"] is None
@@ -43,7 +45,12 @@ def test_create_read_list_and_overrides(server, example_intake):
         assert c.get("/v1/plans?code=hr.naloxone&kind=recommend", headers=alice.headers).json()["items"]
 
         item = plan["phases"][0]["items"][0]
-        body = {"code": item["code"], "action": "override", "reason": "Discussed; patient declines.", "phase": plan["phases"][0]["phase"]}
+        body = {
+            "code": item["code"],
+            "action": "override",
+            "reason": "Discussed; patient declines.",
+            "phase": plan["phases"][0]["phase"],
+        }
         o = c.post(f"/v1/plans/{pid}/overrides", json=body, headers=alice.headers)
         assert o.status_code == 201, o.text
         assert o.json()["rule_ids"] == sorted(set(item["rule_ids"]))
@@ -55,7 +62,9 @@ def test_create_read_list_and_overrides(server, example_intake):
         assert summary["total_overrides"] >= 1
         assert {r["rule_id"] for r in summary["rules"]} == set(item["rule_ids"])
 
-        bad = c.post(f"/v1/plans/{pid}/overrides", json={**body, "code": "moud.unknown_code"}, headers=alice.headers)
+        bad = c.post(
+            f"/v1/plans/{pid}/overrides", json={**body, "code": "moud.unknown_code"}, headers=alice.headers
+        )
         assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "body.code"
     assert verify_chain(server.runtime.db).ok
 
@@ -68,7 +77,9 @@ def test_rules_catalogue_and_health(server):
     pack = server.runtime.engine.pack
     assert rules["sha256"] == pack.sha256 == health["ruleset"]["sha256"]
     assert [r["id"] for r in rules["rules"]] == [r.id for r in pack.rules]
-    assert all(r["citations"] and all(c["title"] and c["locator"] for c in r["citations"]) for r in rules["rules"])
+    assert all(
+        r["citations"] and all(c["title"] and c["locator"] for c in r["citations"]) for r in rules["rules"]
+    )
 
 
 def test_idempotency_key_replays_and_conflicts(server, example_intake):
@@ -89,7 +100,12 @@ def test_idempotency_key_replays_and_conflicts(server, example_intake):
         # keys are per user: another clinician's same key is a different request
         other = _post(c, server.users.other_clinician, example_intake, key="visit-42")
         assert other.status_code == 201 and other.json()["plan_id"] != first.json()["plan_id"]
-        assert c.post("/v1/plans", content=b"{}", headers={**alice.headers, "Idempotency-Key": "a b"}).status_code == 422
+        assert (
+            c.post(
+                "/v1/plans", content=b"{}", headers={**alice.headers, "Idempotency-Key": "a b"}
+            ).status_code
+            == 422
+        )
     with server.runtime.db.transaction(readonly=True) as tx:
         assert tx.count_plans(author_id=alice.user_id) == 1
 
@@ -202,7 +218,9 @@ def test_openapi_documents_the_api(sqlite_server):
     schemes = doc["components"]["securitySchemes"]
     assert {s["type"] for s in schemes.values()} >= {"http", "apiKey"}
     create = doc["paths"]["/v1/plans"]["post"]
-    assert create["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Intake"}
+    assert create["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Intake"
+    }
     assert "Intake" in doc["components"]["schemas"] and "StoredPlan" in doc["components"]["schemas"]
     assert create["responses"]["422"]["content"]["application/json"]["schema"]["$ref"].endswith(
         "ValidationErrorBody"

@@ -46,7 +46,9 @@ ROWS: dict[tuple[str, str], Row] = {
     ("POST", "/v1/plans/{plan_id}/overrides"): Row("clinician", "reviewer", "404", {201}, body="override"),
     ("GET", "/v1/overrides/summary"): Row("reviewer", "clinician", "invisible"),
     ("GET", "/v1/rules"): Row("admin", None, None, why_no_wrong="every role may read the rule catalogue"),
-    ("GET", "/openapi.json"): Row("reviewer", None, None, why_no_wrong="every role may read the API description"),
+    ("GET", "/openapi.json"): Row(
+        "reviewer", None, None, why_no_wrong="every role may read the API description"
+    ),
     ("GET", "/session"): Row("admin", None, None, why_no_wrong="every role may ask who they are"),
     ("POST", "/logout"): Row("clinician", None, None, {303}, why_no_wrong="every role may sign out"),
     # the FHIR adapter, CDS Hooks and the web form
@@ -57,7 +59,9 @@ ROWS: dict[tuple[str, str], Row] = {
     ("GET", "/plans/{plan_id}"): Row("clinician", "admin", "404"),
     ("POST", "/plans/{plan_id}/overrides"): Row("clinician", "reviewer", "404", PASSED_AUTHZ, body="form"),
     ("GET", "/plans/{plan_id}/edit"): Row("clinician", "reviewer", "404"),
-    ("POST", "/plans/{plan_id}/edit"): Row("clinician", "reviewer", "404", PASSED_AUTHZ, body="form", fresh_plan=True),
+    ("POST", "/plans/{plan_id}/edit"): Row(
+        "clinician", "reviewer", "404", PASSED_AUTHZ, body="form", fresh_plan=True
+    ),
 }
 OTHER = {"clinician": "other_clinician", "reviewer": "other_reviewer", "admin": "other_reviewer"}
 
@@ -110,7 +114,9 @@ def test_only_the_right_user_gets_through(shared_server, example_intake, route):
         def call(account_headers: dict[str, str]) -> Any:
             target = plan["plan_id"]
             if row.fresh_plan:
-                fresh = c.post("/v1/plans", content=json.dumps(example_intake), headers=users.clinician.headers)
+                fresh = c.post(
+                    "/v1/plans", content=json.dumps(example_intake), headers=users.clinician.headers
+                )
                 target = fresh.json()["plan_id"]
             concrete = path.replace("{plan_id}", target).replace("{service_id}", "carepath-oud-pathway")
             return _request(c, method, concrete, account_headers, bodies[row.body])

@@ -73,29 +73,57 @@ def test_no_canary_in_logs_or_error_responses(tmp_path, example_intake):
                 errors.append(r)
             return r
 
-        plan = call("POST", "/v1/plans", "/v1/plans", content=json.dumps(good),
-                    headers={**alice.headers, "Idempotency-Key": "canary-1"})
+        plan = call(
+            "POST",
+            "/v1/plans",
+            "/v1/plans",
+            content=json.dumps(good),
+            headers={**alice.headers, "Idempotency-Key": "canary-1"},
+        )
         assert plan.status_code == 201, plan.text
         pid = plan.json()["plan_id"]
         for raw in _invalid_variants(good):
-            assert call("POST", "/v1/plans", "/v1/plans", content=raw, headers=alice.headers).status_code == 422
-            call("POST", "/v1/plans/{plan_id}/reevaluate", f"/v1/plans/{pid}/reevaluate", content=raw,
-                 headers=alice.headers)
-        call("POST", "/v1/plans", "/v1/plans", content=json.dumps({**good, "stage": "remission"}),
-             headers={**alice.headers, "Idempotency-Key": "canary-1"})  # 409: key reused
+            assert (
+                call("POST", "/v1/plans", "/v1/plans", content=raw, headers=alice.headers).status_code == 422
+            )
+            call(
+                "POST",
+                "/v1/plans/{plan_id}/reevaluate",
+                f"/v1/plans/{pid}/reevaluate",
+                content=raw,
+                headers=alice.headers,
+            )
+        call(
+            "POST",
+            "/v1/plans",
+            "/v1/plans",
+            content=json.dumps({**good, "stage": "remission"}),
+            headers={**alice.headers, "Idempotency-Key": "canary-1"},
+        )  # 409: key reused
         changed = copy.deepcopy(good)
         changed["substance_use"]["cows_score"] = 14
-        v2 = call("POST", "/v1/plans/{plan_id}/reevaluate", f"/v1/plans/{pid}/reevaluate",
-                  content=json.dumps(changed), headers=alice.headers)
+        v2 = call(
+            "POST",
+            "/v1/plans/{plan_id}/reevaluate",
+            f"/v1/plans/{pid}/reevaluate",
+            content=json.dumps(changed),
+            headers=alice.headers,
+        )
         assert v2.status_code == 201
-        call("POST", "/v1/plans/{plan_id}/reevaluate", f"/v1/plans/{pid}/reevaluate", headers=alice.headers)  # 409
+        call(
+            "POST", "/v1/plans/{plan_id}/reevaluate", f"/v1/plans/{pid}/reevaluate", headers=alice.headers
+        )  # 409
         v2id = v2.json()["plan_id"]
         for who in (alice, rita, other, None):
             headers = who.headers if who else {}
             call("GET", "/v1/plans/{plan_id}", f"/v1/plans/{v2id}", headers=headers)
             call("GET", "/v1/plans/{plan_id}/report.html", f"/v1/plans/{v2id}/report.html", headers=headers)
-            call("GET", "/v1/plans/{plan_id}/report.html", f"/v1/plans/{v2id}/report.html?audience=patient",
-                 headers=headers)
+            call(
+                "GET",
+                "/v1/plans/{plan_id}/report.html",
+                f"/v1/plans/{v2id}/report.html?audience=patient",
+                headers=headers,
+            )
             call("GET", "/v1/plans/{plan_id}/report.pdf", f"/v1/plans/{v2id}/report.pdf", headers=headers)
             call("GET", "/v1/plans/{plan_id}/fhir", f"/v1/plans/{v2id}/fhir", headers=headers)
             call("GET", "/v1/plans", "/v1/plans?include_superseded=true", headers=headers)
@@ -107,15 +135,30 @@ def test_no_canary_in_logs_or_error_responses(tmp_path, example_intake):
             {"code": item["code"], "action": "edit", "reason": REASON * 100},
             {"code": item["code"], "action": "edit", "reason": REASON, NAME: MRN},
         ):
-            call("POST", "/v1/plans/{plan_id}/overrides", f"/v1/plans/{v2id}/overrides", json=body,
-                 headers=alice.headers)
+            call(
+                "POST",
+                "/v1/plans/{plan_id}/overrides",
+                f"/v1/plans/{v2id}/overrides",
+                json=body,
+                headers=alice.headers,
+            )
         call("GET", "/v1/overrides/summary", "/v1/overrides/summary", headers=rita.headers)
         call("GET", "/v1/rules", "/v1/rules", headers=rita.headers)
         call("GET", "/health", "/health")
-        call("POST", "/cds-services/{service_id}", "/cds-services/carepath-oud-pathway",
-             json={"hook": "patient-view", "hookInstance": TAG, "prefetch": {"intake": good}}, headers=alice.headers)
-        call("POST", "/cds-services/{service_id}", "/cds-services/carepath-oud-pathway",
-             json={"hook": "patient-view", "prefetch": {"intake": {**good, "stage": NAME}}}, headers=alice.headers)
+        call(
+            "POST",
+            "/cds-services/{service_id}",
+            "/cds-services/carepath-oud-pathway",
+            json={"hook": "patient-view", "hookInstance": TAG, "prefetch": {"intake": good}},
+            headers=alice.headers,
+        )
+        call(
+            "POST",
+            "/cds-services/{service_id}",
+            "/cds-services/carepath-oud-pathway",
+            json={"hook": "patient-view", "prefetch": {"intake": {**good, "stage": NAME}}},
+            headers=alice.headers,
+        )
         call("GET", "/cds-services", "/cds-services")
         call("POST", "/login", "/login", data={"email": NAME, "password": MRN})
         call("GET", "/login", "/login")
@@ -123,17 +166,32 @@ def test_no_canary_in_logs_or_error_responses(tmp_path, example_intake):
         call("GET", "/openapi.json", "/openapi.json", headers=alice.headers)
         call("POST", "/logout", "/logout", headers=alice.headers)
         # the web form, as a bearer client (no CSRF needed): valid and invalid submissions
-        form = {"patient.name": NAME, "patient.id": MRN, "patient.age": "34", "assessment_date": "2026-03-02",
-                "medical.interacting_medications": DRUG}
+        form = {
+            "patient.name": NAME,
+            "patient.id": MRN,
+            "patient.age": "34",
+            "assessment_date": "2026-03-02",
+            "medical.interacting_medications": DRUG,
+        }
         call("GET", "/", "/", headers=alice.headers)
         call("POST", "/", "/", data=form, headers=alice.headers)
         call("POST", "/", "/", data={**form, "patient.age": NAME}, headers=alice.headers)
         call("GET", "/plans/{plan_id}", f"/plans/{v2id}", headers=alice.headers)
         call("GET", "/plans/{plan_id}/edit", f"/plans/{v2id}/edit", headers=alice.headers)
-        call("POST", "/plans/{plan_id}/overrides", f"/plans/{v2id}/overrides",
-             data={"code": item["code"], "action": "edit", "reason": REASON}, headers=alice.headers)
-        call("POST", "/plans/{plan_id}/edit", f"/plans/{v2id}/edit", data={**form, "patient.age": MRN},
-             headers=alice.headers)
+        call(
+            "POST",
+            "/plans/{plan_id}/overrides",
+            f"/plans/{v2id}/overrides",
+            data={"code": item["code"], "action": "edit", "reason": REASON},
+            headers=alice.headers,
+        )
+        call(
+            "POST",
+            "/plans/{plan_id}/edit",
+            f"/plans/{v2id}/edit",
+            data={**form, "patient.age": MRN},
+            headers=alice.headers,
+        )
         call("GET", "/static/{name}", "/static/carepath.css")
 
     logs = srv.logs()

@@ -16,8 +16,18 @@ def test_first_run_creates_the_data_dir_and_says_how_to_add_an_admin(tmp_path):
     assert oct((data / "carepath.sqlite3").stat().st_mode)[-3:] == "600"
     assert "no admin user yet" in err and "carepath users add --org" in err
 
-    added = run_cli("users", "add", "--org", "clinic-a", "--email", "Root@A.example", "--role", "admin",
-                    data_dir=data, stdin=PASSWORD + "\n")
+    added = run_cli(
+        "users",
+        "add",
+        "--org",
+        "clinic-a",
+        "--email",
+        "Root@A.example",
+        "--role",
+        "admin",
+        data_dir=data,
+        stdin=PASSWORD + "\n",
+    )
     assert added.returncode == 0, added.stderr
     assert "root@a.example" in added.stdout and PASSWORD not in added.stdout + added.stderr
 
@@ -29,10 +39,17 @@ def test_first_run_creates_the_data_dir_and_says_how_to_add_an_admin(tmp_path):
 def test_users_token_is_printed_once_and_works(tmp_path):
     data = tmp_path / "data"
     env = {"CAREPATH_PASSWORD": PASSWORD}
-    assert run_cli("users", "add", "--org", "clinic-a", "--email", "c@a.example", data_dir=data, env=env).returncode == 0
+    assert (
+        run_cli(
+            "users", "add", "--org", "clinic-a", "--email", "c@a.example", data_dir=data, env=env
+        ).returncode
+        == 0
+    )
     dup = run_cli("users", "add", "--org", "clinic-a", "--email", "c@a.example", data_dir=data, env=env)
     assert dup.returncode == 2 and "already exists" in dup.stderr
-    short = run_cli("users", "add", "--org", "clinic-a", "--email", "d@a.example", data_dir=data, stdin="short\n")
+    short = run_cli(
+        "users", "add", "--org", "clinic-a", "--email", "d@a.example", data_dir=data, stdin="short\n"
+    )
     assert short.returncode == 2 and "at least" in short.stderr
     minted = run_cli("users", "token", "c@a.example", data_dir=data)
     assert minted.returncode == 0
@@ -44,7 +61,9 @@ def test_users_token_is_printed_once_and_works(tmp_path):
     assert stored != token and token not in stored
     db.dispose()
     with ProcessServer(data) as srv:
-        assert httpx.get(srv.url + "/v1/plans", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        assert (
+            httpx.get(srv.url + "/v1/plans", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        )
     listed = run_cli("users", "list", data_dir=data)
     assert "c@a.example\tclinician\tclinic-a\tactive" in listed.stdout
 

@@ -66,7 +66,8 @@ def test_sigkill_during_writes_loses_no_acknowledged_plan(tmp_path, example_inta
         srv.start()
         stop = threading.Event()
         pumps = [
-            threading.Thread(target=_pump, args=(srv.url, s, a.headers, stop)) for s, a in zip(streams, accounts)
+            threading.Thread(target=_pump, args=(srv.url, s, a.headers, stop))
+            for s, a in zip(streams, accounts, strict=True)
         ]
         for t in pumps:
             t.start()
@@ -78,7 +79,7 @@ def test_sigkill_during_writes_loses_no_acknowledged_plan(tmp_path, example_inta
     # finish the requests that were in flight at the last kill
     srv.start()
     stop = threading.Event()
-    for s, a in zip(streams, accounts):
+    for s, a in zip(streams, accounts, strict=True):
         if s.pending is not None:
             key, body = s.pending
             r = httpx.post(srv.url + "/v1/plans", content=body, headers={**a.headers, "Idempotency-Key": key})

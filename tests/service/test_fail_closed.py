@@ -25,13 +25,19 @@ def test_a_broken_audit_sink_fails_every_patient_data_request(serve_app, example
             intake = {**example_intake, "patient": {**example_intake["patient"], "name": CANARY}}
             responses = [
                 c.post("/v1/plans", content=json.dumps(intake), headers=alice.headers),
-                c.post("/v1/plans", content=json.dumps(intake), headers={**alice.headers, "Idempotency-Key": "k"}),
+                c.post(
+                    "/v1/plans", content=json.dumps(intake), headers={**alice.headers, "Idempotency-Key": "k"}
+                ),
                 c.post(f"/v1/plans/{pid}/reevaluate", content=json.dumps(intake), headers=alice.headers),
                 c.get(f"/v1/plans/{pid}", headers=alice.headers),
                 c.get(f"/v1/plans/{pid}/report.html", headers=alice.headers),
                 c.get(f"/v1/plans/{pid}/report.pdf", headers=alice.headers),
                 c.get("/v1/plans", headers=alice.headers),
-                c.post(f"/v1/plans/{pid}/overrides", json={"code": "hr.naloxone", "action": "edit", "reason": CANARY}, headers=alice.headers),
+                c.post(
+                    f"/v1/plans/{pid}/overrides",
+                    json={"code": "hr.naloxone", "action": "edit", "reason": CANARY},
+                    headers=alice.headers,
+                ),
                 c.get(f"/v1/plans/{pid}"),  # unauthenticated attempts are audited too
                 c.post("/v1/plans", content=json.dumps({"patient": {"name": CANARY}}), headers=alice.headers),
             ]

@@ -38,7 +38,9 @@ def captured():
     root.setLevel(old)
 
 
-def test_an_unexpected_crash_is_a_generic_500_and_logs_only_the_class(serve_app, engine, example_intake, captured):
+def test_an_unexpected_crash_is_a_generic_500_and_logs_only_the_class(
+    serve_app, engine, example_intake, captured
+):
     boom = ExplodingEngine(engine, f"exploded on {CANARY}")
     with serve_app(engine=boom) as srv:
         users = make_users(srv.runtime.db)
@@ -62,7 +64,11 @@ INVALID_BODIES = [
     {"assessment_date": CANARY, "patient": {"age": 30}},
     {"assessment_date": "2026-03-02", "patient": {"age": 30}, "stage": CANARY},
     {"assessment_date": "2026-03-02", "patient": {"age": 30, f"{CANARY} name": CANARY}},
-    {"assessment_date": "2026-03-02", "patient": {"age": 30}, "medical": {"interacting_medications": [CANARY, 5]}},
+    {
+        "assessment_date": "2026-03-02",
+        "patient": {"age": 30},
+        "medical": {"interacting_medications": [CANARY, 5]},
+    },
     {"assessment_date": "2026-03-02", "patient": {"age": 30, "id": CANARY * 40}},
     f'{{"patient": {{"name": "{CANARY}"'.encode(),
     ('{"patient": {"name": "' + CANARY * 20000 + '"}}').encode(),
@@ -86,10 +92,26 @@ def test_invalid_overrides_and_queries_do_not_echo(shared_server, example_intake
     with shared_server.client() as c:
         pid = c.post("/v1/plans", content=json.dumps(example_intake), headers=alice.headers).json()["plan_id"]
         bad = [
-            c.post(f"/v1/plans/{pid}/overrides", json={"code": CANARY, "action": "edit", "reason": "x"}, headers=alice.headers),
-            c.post(f"/v1/plans/{pid}/overrides", json={"code": "hr.naloxone", "action": CANARY, "reason": "x"}, headers=alice.headers),
-            c.post(f"/v1/plans/{pid}/overrides", json={"code": "hr.naloxone", "action": "edit", "reason": CANARY * 200}, headers=alice.headers),
-            c.post(f"/v1/plans/{pid}/overrides", json={"code": "hr.naloxone", "action": "edit", "reason": "x", CANARY: 1}, headers=alice.headers),
+            c.post(
+                f"/v1/plans/{pid}/overrides",
+                json={"code": CANARY, "action": "edit", "reason": "x"},
+                headers=alice.headers,
+            ),
+            c.post(
+                f"/v1/plans/{pid}/overrides",
+                json={"code": "hr.naloxone", "action": CANARY, "reason": "x"},
+                headers=alice.headers,
+            ),
+            c.post(
+                f"/v1/plans/{pid}/overrides",
+                json={"code": "hr.naloxone", "action": "edit", "reason": CANARY * 200},
+                headers=alice.headers,
+            ),
+            c.post(
+                f"/v1/plans/{pid}/overrides",
+                json={"code": "hr.naloxone", "action": "edit", "reason": "x", CANARY: 1},
+                headers=alice.headers,
+            ),
             c.post(f"/v1/plans/{pid}/overrides", content=f"[{CANARY}".encode(), headers=alice.headers),
             c.get(f"/v1/plans?level_of_care={CANARY}", headers=alice.headers),
             c.get(f"/v1/plans?created_from={CANARY}", headers=alice.headers),

@@ -63,7 +63,7 @@ def _concrete(path: str) -> str:
 
 def test_the_route_table_has_every_expected_route():
     table = _table(create_app())
-    assert EXPECTED <= table
+    assert table >= EXPECTED
     assert not any(method == "MOUNT" for method, _ in table), "mounts are not walked: make them routes"
 
 

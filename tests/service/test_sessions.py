@@ -18,16 +18,28 @@ def test_login_session_csrf_and_logout(shared_server, example_intake):
     alice = shared_server.users.clinician
     with shared_server.client() as c:
         token = _login_form(c)
-        wrong = c.post("/login", data={"email": alice.email, "password": "wrong password!", "csrf_token": token})
+        wrong = c.post(
+            "/login", data={"email": alice.email, "password": "wrong password!", "csrf_token": token}
+        )
         assert wrong.status_code == 401 and "carepath_session" not in wrong.cookies
         assert "incorrect" in wrong.text and "wrong password" not in wrong.text
 
         ok = c.post(
-            "/login", data={"email": alice.email.upper(), "password": PASSWORD, "csrf_token": token, "next": "//evil.example/x"}
+            "/login",
+            data={
+                "email": alice.email.upper(),
+                "password": PASSWORD,
+                "csrf_token": token,
+                "next": "//evil.example/x",
+            },
         )
         assert ok.status_code == 303 and ok.headers["location"] == "/"  # no open redirect
         cookie = ok.headers["set-cookie"]
-        assert "carepath_session=" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie.replace("Lax", "lax")
+        assert (
+            "carepath_session=" in cookie
+            and "HttpOnly" in cookie
+            and "SameSite=lax" in cookie.replace("Lax", "lax")
+        )
 
         assert c.get("/v1/plans").status_code == 200  # the cookie authenticates reads
         no_csrf = c.post("/v1/plans", content=json.dumps(example_intake))
@@ -38,7 +50,9 @@ def test_login_session_csrf_and_logout(shared_server, example_intake):
         me = c.get("/session").json()
         assert me["email"] == alice.email and me["via"] == "session"
         session_token = me["csrf_token"]
-        created = c.post("/v1/plans", content=json.dumps(example_intake), headers={"X-CSRF-Token": session_token})
+        created = c.post(
+            "/v1/plans", content=json.dumps(example_intake), headers={"X-CSRF-Token": session_token}
+        )
         assert created.status_code == 201
 
         assert c.post("/logout").status_code == 403  # logout needs the token too
@@ -54,7 +68,9 @@ def test_a_stolen_cookie_stops_working_after_logout(shared_server):
         token = _login_form(c)
         c.post("/login", data={"email": alice.email, "password": PASSWORD, "csrf_token": token})
         stolen = c.cookies.get("carepath_session")
-        assert c.post("/logout", data={"csrf_token": c.get("/session").json()["csrf_token"]}).status_code == 303
+        assert (
+            c.post("/logout", data={"csrf_token": c.get("/session").json()["csrf_token"]}).status_code == 303
+        )
     with shared_server.client(cookies={"carepath_session": stolen}) as thief:
         assert thief.get("/v1/plans").status_code == 401
 

@@ -20,7 +20,9 @@ def _org_user(tx, slug="clinic-a", email="alice@a.example", role="clinician"):
     return tx.add_user(org, email, "hash", role, T0)
 
 
-def _plan(user, *, at=T0, previous=None, key=None, level="loc.outpatient", codes=(("hr.naloxone", "recommend"),)):
+def _plan(
+    user, *, at=T0, previous=None, key=None, level="loc.outpatient", codes=(("hr.naloxone", "recommend"),)
+):
     pid = new_plan_id()
     return NewPlan(
         id=pid,
@@ -185,7 +187,9 @@ def test_override_counts_per_rule(database):
             return NewOverride(p.id, user.org_id, user.id, T0, "item", code, action, "why", None, None, rules)
 
         tx.insert_override(override(p1, alice, "moud.buprenorphine", "override", ("OUD-MOUD-100",)))
-        tx.insert_override(override(p2, alice, "moud.buprenorphine", "edit", ("OUD-MOUD-100", "OUD-MOUD-101")))
+        tx.insert_override(
+            override(p2, alice, "moud.buprenorphine", "edit", ("OUD-MOUD-100", "OUD-MOUD-101"))
+        )
         tx.insert_override(override(p2, alice, "hr.naloxone", "edit", ("OUD-HR-001",)))
         tx.insert_override(override(pb, bob, "hr.naloxone", "override", ("OUD-HR-001",)))
         assert [o.code for o in tx.overrides_of(p2.id)] == ["moud.buprenorphine", "hr.naloxone"]
