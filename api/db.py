@@ -321,24 +321,24 @@ class Tx:
         return Organisation(row.id, row.slug, row.name) if row else None
 
     def add_org(self, slug: str, name: str, now: datetime) -> Organisation:
-        oid = self.conn.execute(
-            organisations.insert().values(slug=slug, name=name, created_at=now)
-        ).inserted_primary_key[0]
+        oid = _pk(self.conn.execute(organisations.insert().values(slug=slug, name=name, created_at=now)))
         return Organisation(int(oid), slug, name)
 
     def add_user(self, org: Organisation, email: str, password_hash: str, role: str, now: datetime) -> User:
         try:
             with self.conn.begin_nested():
-                uid = self.conn.execute(
-                    users.insert().values(
-                        org_id=org.id,
-                        email=email,
-                        password_hash=password_hash,
-                        role=role,
-                        active=True,
-                        created_at=now,
+                uid = _pk(
+                    self.conn.execute(
+                        users.insert().values(
+                            org_id=org.id,
+                            email=email,
+                            password_hash=password_hash,
+                            role=role,
+                            active=True,
+                            created_at=now,
+                        )
                     )
-                ).inserted_primary_key[0]
+                )
         except IntegrityError:
             raise UniqueViolation("a user with this email exists") from None
         return User(int(uid), email, role, org.id, org.slug)  # type: ignore[arg-type]
@@ -384,11 +384,13 @@ class Tx:
 
     def add_token(self, user_id: int, token_sha256: str, label: str, now: datetime) -> int:
         return int(
-            self.conn.execute(
-                api_tokens.insert().values(
-                    user_id=user_id, token_sha256=token_sha256, label=label, created_at=now
+            _pk(
+                self.conn.execute(
+                    api_tokens.insert().values(
+                        user_id=user_id, token_sha256=token_sha256, label=label, created_at=now
+                    )
                 )
-            ).inserted_primary_key[0]
+            )
         )
 
     def revoke_tokens(self, user_id: int, now: datetime) -> int:
@@ -575,21 +577,23 @@ class Tx:
 
     def insert_override(self, new: NewOverride) -> OverrideRecord:
         oid = int(
-            self.conn.execute(
-                overrides.insert().values(
-                    plan_id=new.plan_id,
-                    org_id=new.org_id,
-                    author_id=new.author_id,
-                    created_at=new.created_at,
-                    section=new.section,
-                    code=new.code,
-                    action=new.action,
-                    reason=new.reason,
-                    replacement_text=new.replacement_text,
-                    replacement_kind=new.replacement_kind,
-                    rule_ids=json.dumps(list(new.rule_ids)),
+            _pk(
+                self.conn.execute(
+                    overrides.insert().values(
+                        plan_id=new.plan_id,
+                        org_id=new.org_id,
+                        author_id=new.author_id,
+                        created_at=new.created_at,
+                        section=new.section,
+                        code=new.code,
+                        action=new.action,
+                        reason=new.reason,
+                        replacement_text=new.replacement_text,
+                        replacement_kind=new.replacement_kind,
+                        rule_ids=json.dumps(list(new.rule_ids)),
+                    )
                 )
-            ).inserted_primary_key[0]
+            )
         )
         if new.rule_ids:
             self.conn.execute(
@@ -661,7 +665,7 @@ class Tx:
             .where(*cond)
             .group_by(o.c.rule_id, o.c.action, o.c.code)
         ).all()
-        plan_counts = dict(
+        plan_counts: dict[str, int] = dict(
             self.conn.execute(
                 sa.select(o.c.rule_id, sa.func.count(sa.distinct(o.c.plan_id)))
                 .where(*cond)
@@ -742,6 +746,13 @@ class Tx:
     def audit_head(self) -> tuple[int, str]:
         row = self.conn.execute(sa.select(audit_head.c.seq, audit_head.c.hash)).first()
         return (int(row.seq), str(row.hash)) if row else (0, GENESIS_HASH)
+
+
+def _pk(result: Any) -> int:
+    key = result.inserted_primary_key
+    if key is None:
+        raise RuntimeError("insert returned no primary key")
+    return int(key[0])
 
 
 def _ignorable_drift(diff: Any) -> bool:

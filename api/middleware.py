@@ -79,7 +79,7 @@ class ServiceMiddleware:
 def _request_id(scope: Scope) -> str:
     for name, value in scope.get("headers", []):
         if name == b"x-request-id":
-            text = value.decode("latin-1")
+            text = str(value.decode("latin-1"))
             if _SAFE_ID.match(text):
                 return text
     return uuid.uuid4().hex

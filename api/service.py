@@ -262,7 +262,7 @@ class PlanService:
     ) -> NewPlan:
         plan_id = new_plan_id()
         plan = plan.model_copy(update={"plan_id": plan_id})
-        codes = {(i.code, i.kind) for i in plan.items()}
+        codes: set[tuple[str, str]] = {(i.code, i.kind) for i in plan.items()}
         codes |= {(a.code, "alert") for a in plan.alerts}
         codes.add((plan.level_of_care.code, "level"))
         return NewPlan(
@@ -319,7 +319,7 @@ class PlanService:
     def _miss(tx: Tx, plan_id: str) -> str:
         return "other_org" if is_plan_id(plan_id) and tx.plan_org(plan_id) is not None else "not_found"
 
-    def list(
+    def list_plans(
         self, caller: Caller, flt: PlanFilter, *, limit: int = 20, cursor: str | None = None
     ) -> tuple[list[PlanSummary], str | None]:
         self.authorize(caller, "plan.list")

@@ -15,18 +15,19 @@ from pathlib import Path
 import pytest
 
 from engine.compile import compile_pack
+from engine.rulepack import RulePack
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "compiled_rules.json"
 UPDATE = os.environ.get("CAREPATH_UPDATE_GOLDEN") == "1"
 MAX_DIFF_LINES = 200
 
 
-def compiled_text(pack) -> str:
+def compiled_text(pack: RulePack) -> str:
     """Same serialisation as ``carepath rules compile`` (indent 1, sorted keys, final newline)."""
     return json.dumps(compile_pack(pack), indent=1, sort_keys=True) + "\n"
 
 
-def test_compiled_rules_match_the_golden_copy(pack) -> None:
+def test_compiled_rules_match_the_golden_copy(pack: RulePack) -> None:
     got = compiled_text(pack)
     if UPDATE:
         GOLDEN.parent.mkdir(parents=True, exist_ok=True)
@@ -45,7 +46,12 @@ def test_compiled_rules_match_the_golden_copy(pack) -> None:
     ]
     diff = list(
         difflib.unified_diff(
-            want.splitlines(), got.splitlines(), "golden/compiled_rules.json", "compiled now", lineterm="", n=3
+            want.splitlines(),
+            got.splitlines(),
+            "golden/compiled_rules.json",
+            "compiled now",
+            lineterm="",
+            n=3,
         )
     )
     shown = diff[:MAX_DIFF_LINES]
@@ -57,7 +63,7 @@ def test_compiled_rules_match_the_golden_copy(pack) -> None:
     )
 
 
-def test_the_cli_prints_the_same_text(pack) -> None:
+def test_the_cli_prints_the_same_text(pack: RulePack) -> None:
     """The golden copy is what `carepath rules compile` prints, so reviewers can regenerate it either way."""
     from typer.testing import CliRunner
 

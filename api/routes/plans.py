@@ -173,7 +173,7 @@ def list_plans(
         author_id=caller.user.id if author == "me" else None,
         include_superseded=include_superseded,
     )
-    items, next_cursor = plans.list(caller, flt, limit=limit, cursor=cursor)
+    items, next_cursor = plans.list_plans(caller, flt, limit=limit, cursor=cursor)
     return PlanPage(items=[PlanListItem.of(s) for s in items], next_cursor=next_cursor)
 
 

@@ -171,6 +171,7 @@ def test_html_loads_nothing(html):
     s = shape(html)
     assert not [t for t, _ in s.tags if t in ("script", "link", "img", "iframe", "object", "embed")]
     assert "@import" not in html and "url(" not in html
+    assert not [a for _, a, _ in s.attrs if a == "style"]  # one hashable <style> block: CSP-friendly
 
 
 def test_undefined_names_raise(rich_plan):

@@ -25,9 +25,9 @@ def test_part2_notice_is_the_reviewed_2024_statement():
 
 
 def _calm(plan):
-    """No alerts, level not lowered by preference, no medical extras."""
+    """No alerts, level not lowered by preference, no medical or urgent psychiatric extras."""
     level = plan.level_of_care.model_copy(update={"adjusted_by_preference": False})
-    phases = [p for p in plan.phases if p.phase != "medical"]
+    phases = [p for p in plan.phases if p.phase not in ("medical", "dual_diagnosis")]
     return plan.model_copy(update={"alerts": [], "level_of_care": level, "phases": phases})
 
 
