@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from engine.derive import Facts
 from engine.facts import FACTS
 from engine.ir import Firing, holds3, why_not
@@ -48,10 +50,19 @@ def missing_information(pack: RulePack, facts: Facts, firings: list[Firing]) -> 
             for field in FACTS[fact].sources:
                 if not _answered(field, facts):
                     by_field.setdefault(field, []).append(rule)
-    return [
-        MissingInfo(field=field, why_it_matters=_why(rules, fired))
-        for field, rules in sorted(by_field.items(), key=lambda kv: _field_order(kv[0]))
+    found = [
+        MissingInfo(field=field, why_it_matters=_why(rules, fired), impact=_impact(rules))
+        for field, rules in by_field.items()
     ]
+    return sorted(found, key=lambda m: (m.impact != "safety", _field_order(m.field)))
+
+
+def _impact(rules: list[PackRule]) -> Literal["safety", "plan"]:
+    for r in rules:
+        for t in r.rule.then:
+            if t.kind in ("avoid", "caution") or t.severity is not None or t.effect == "floor":
+                return "safety"
+    return "plan"
 
 
 _SINGLE_SOURCE: dict[str, tuple[str, ...]] = {}

@@ -3,7 +3,8 @@
 Extensions to the contract (documented in the README): ``draft_notice``; per item
 ``phase`` and ``triggered_by`` (the intake facts that made each rule fire); per citation
 ``knowledge_base`` ids and ``confirmation``; the ``medical`` phase for med.* codes;
-``level_of_care.label``/``asam_level``/``adjusted_by_preference``; ``ruleset.effective_date``.
+``level_of_care.label``/``asam_level``/``adjusted_by_preference``;
+``missing_information[].impact`` (safety first); ``ruleset.effective_date``.
 """
 
 from __future__ import annotations
@@ -97,6 +98,9 @@ class NotRecommended(_Out):
 class MissingInfo(_Out):
     field: str
     why_it_matters: str
+    impact: Literal["safety", "plan"] = "plan"
+    """safety: the answer could add an alert, a contraindication (avoid/caution) or a safety
+    floor on the level of care; listed first."""
 
 
 class TraceEntry(_Out):
