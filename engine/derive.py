@@ -382,7 +382,8 @@ def _overdose(i: Intake) -> dict[str, Any]:
     on_agonist = i.current_treatment.moud in ("methadone", "buprenorphine")
     released = s.days_since_release is not None and s.days_since_release <= T.RELEASE_HIGH_RISK_DAYS
     abstinent = hours is not None and hours >= T.NALTREXONE_WASHOUT_SHORT_H and not on_agonist
-    lost = i.stage == "post_withdrawal" or released or abstinent
+    # Release on a continued agonist keeps tolerance; release without one loses it (F-82, F-51).
+    lost = i.stage == "post_withdrawal" or (released and not on_agonist) or abstinent
     factors = [
         (i.history.overdoses_last_year or 0) > 0,
         released,

@@ -96,3 +96,5 @@ def check_plan(plan: CarePlan, facts: Facts) -> None:
     wm = {c for c in positive if c.startswith("wm.") and c != "wm.not_indicated"}
     if wm and not ({c for c in positive if c.startswith("moud.")} and "aft.follow_up" in positive):
         raise EngineError("withdrawal management without an offer of medication and follow-up")
+    if wm and "hr.tolerance_loss_warning" not in positive:
+        raise EngineError("withdrawal management without a loss-of-tolerance warning (F-20)")

@@ -13,9 +13,10 @@ from typing import Literal
 
 from engine.derive import Facts
 from engine.facts import FACTS
-from engine.ir import Firing, holds3, why_not
+from engine.ir import Firing, holds, holds3, why_not
 from engine.plan import Item, MissingInfo, NotRecommended, TraceEntry
 from engine.rulepack import PackRule, RulePack
+from engine.rulespec import All
 
 __all__ = ["trace_of", "missing_information", "why_not_recommended"]
 
@@ -116,18 +117,34 @@ def why_not_recommended(
     if preferred and preferred not in wanted:
         wanted.append(preferred)
     flags = _flags(pack, firings)
+    continuing = (
+        _CONTINUED_CODE.get(str(facts.get("current_moud"))) if "moud.continue_current" in present else None
+    )
     out = []
     for code in wanted:
-        if code in present or code in already:
+        if code in present or code in already or code == continuing:
             continue
         rules = _proposers(pack, code)
         if rules:
-            first = rules[0]
+            first = min(rules, key=lambda r: (_failing_clauses(r, facts, flags), r.id))
             reason = f"{first.id} ({first.rule.title}) did not apply: {why_not(first.cond, facts, flags)}"
             if code == preferred:
                 reason = "Patient's preferred medication. " + reason
             out.append(NotRecommended(code=code, reason=reason, rule_ids=[r.id for r in rules]))
     return out
+
+
+_CONTINUED_CODE = {
+    "methadone": "moud.methadone",
+    "buprenorphine": "moud.buprenorphine",
+    "naltrexone": "moud.naltrexone_xr",
+}
+
+
+def _failing_clauses(rule: PackRule, facts: Facts, flags: frozenset[str]) -> int:
+    """How far a rule was from firing: the number of its top-level clauses that failed."""
+    clauses = rule.cond.items if isinstance(rule.cond, All) else (rule.cond,)
+    return sum(not holds(c, facts, flags) for c in clauses)
 
 
 def _proposers(pack: RulePack, code: str) -> list[PackRule]:

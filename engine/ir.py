@@ -100,7 +100,7 @@ def why_not(cond: Cond, facts: Facts, flags: frozenset[str] = frozenset()) -> st
     if isinstance(cond, AnyOf):
         return "none of: " + "; ".join(why_not(c, facts, flags) for c in cond.items)
     if isinstance(cond, Not):
-        return f"excluded because {_describe(cond.item)} holds"
+        return f"excluded because: {_describe(cond.item)}"
     if isinstance(cond, FlagRef):
         return f"{cond.flag.replace('_', ' ')} was not established"
     if cond.op != "known" and cond.fact not in facts:

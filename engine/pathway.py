@@ -81,10 +81,12 @@ def _triggered_by(ems: list[Emission]) -> dict[str, object]:
 
 
 def _text(code: Code, ems: list[Emission]) -> str:
+    """Every distinct wording the contributing rules give, in rule-id order (else the default)."""
+    texts: dict[str, None] = {}
     for e in sorted(ems, key=lambda e: e.rule.id):
         if e.text:
-            return e.text.strip()
-    return code.text
+            texts.setdefault(e.text.strip(), None)
+    return " Also: ".join(texts) if texts else code.text
 
 
 def build_alerts(pack: RulePack, ems: list[Emission]) -> list[Alert]:
@@ -164,7 +166,7 @@ def choose_level(pack: RulePack, ems: list[Emission]) -> tuple[LevelOfCare, Item
         evidence_grade=rules[0].rule.evidence_grade,
         triggered_by=_triggered_by(shaping),
     )
-    return level, item, _levels_not_chosen(pack, loc, chosen, adjusted)
+    return level, item, _levels_not_chosen(pack, loc, chosen, top.code)
 
 
 def _level_rationale(
@@ -182,12 +184,19 @@ def _level_rationale(
 
 
 def _levels_not_chosen(
-    pack: RulePack, loc: list[Emission], chosen: str, adjusted: bool
+    pack: RulePack, loc: list[Emission], chosen: str, top_need: str
 ) -> list[NotRecommended]:
     out = []
+    adjusted = _intensity(pack, chosen) < _intensity(pack, top_need)
     for code, group in _group(e for e in loc if e.code != chosen).items():
         if all(e.effect == "ceiling" for e in group):
-            reason = "Preference or logistics limit did not apply: a safety finding requires more."
+            if _intensity(pack, code) >= _intensity(pack, top_need):
+                reason = (
+                    f"Preference or logistics limit not needed: the findings call for no more than "
+                    f"{pack.codes[chosen].label}."
+                )
+            else:
+                reason = "Preference or logistics limit did not apply: a safety finding requires more."
         elif adjusted and _intensity(pack, code) > _intensity(pack, chosen):
             reason = (
                 f"Needed by the findings but lowered to {pack.codes[chosen].label} by patient "
