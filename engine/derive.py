@@ -184,6 +184,13 @@ def _maybe(value: Any, fn: Callable[[Any], Any]) -> Any:
     return None if value is None else fn(value)
 
 
+def _any_of(*known: bool | None) -> bool | None:
+    """Three-valued OR: true if any part is true, false only when every part is known false."""
+    if any(k is True for k in known):
+        return True
+    return None if any(k is None for k in known) else False
+
+
 def _severity(n: int) -> str:
     if n >= T.DSM5_SEVERE_MIN:
         return "severe"
@@ -348,7 +355,7 @@ def _interactions(names: list[str]) -> dict[str, bool]:
 
 def _social(i: Intake) -> dict[str, Any]:
     s = i.social
-    released = _maybe(s.days_since_release, lambda d: d <= T.RELEASE_HIGH_RISK_DAYS)
+    released = _recently_released(i)
     involved = None
     if s.legal is not None or released is not None:
         involved = (s.legal not in (None, "none")) or bool(released)
@@ -366,6 +373,11 @@ def _social(i: Intake) -> dict[str, Any]:
     }
 
 
+def _recently_released(i: Intake) -> bool | None:
+    days = i.social.days_since_release
+    return None if days is None else days <= T.RELEASE_HIGH_RISK_DAYS
+
+
 def _preferences(i: Intake) -> dict[str, Any]:
     p = i.preferences
     return {
@@ -377,16 +389,13 @@ def _preferences(i: Intake) -> dict[str, Any]:
 
 
 def _overdose(i: Intake) -> dict[str, Any]:
-    su, s = i.substance_use, i.social
-    hours = su.last_use_hours
-    on_agonist = i.current_treatment.moud in ("methadone", "buprenorphine")
-    released = s.days_since_release is not None and s.days_since_release <= T.RELEASE_HIGH_RISK_DAYS
-    abstinent = hours is not None and hours >= T.NALTREXONE_WASHOUT_SHORT_H and not on_agonist
-    # Release on a continued agonist keeps tolerance; release without one loses it (F-82, F-51).
-    lost = i.stage == "post_withdrawal" or (released and not on_agonist) or abstinent
+    su = i.substance_use
+    released = _recently_released(i)
+    abstinent = _maybe(su.last_use_hours, lambda h: h >= T.NALTREXONE_WASHOUT_SHORT_H)
+    lost = _lost_tolerance(i, released, abstinent)
     factors = [
         (i.history.overdoses_last_year or 0) > 0,
-        released,
+        bool(released),
         bool(lost),
         bool(su.opioids and "fentanyl" in su.opioids),
         su.benzodiazepines in ("prescribed", "illicit") or su.alcohol == "heavy",
@@ -394,6 +403,21 @@ def _overdose(i: Intake) -> dict[str, Any]:
         bool(su.xylazine_exposure),
     ]
     return {"loss_of_tolerance": lost, "overdose_risk_factors": sum(factors)}
+
+
+def _lost_tolerance(i: Intake, released: bool | None, abstinent: bool | None) -> bool | None:
+    """After detox; or, off agonists, after release or >= 7 days opioid-free (F-20, F-51, F-82).
+
+    Release on continued methadone or buprenorphine keeps tolerance. An unrecorded MOUD
+    counts as none (the warning is the safe side of the doubt); with nothing known to decide
+    it, the answer is unknown, so missing information names the fields.
+    """
+    if i.stage == "post_withdrawal":
+        return True
+    if i.current_treatment.moud in ("methadone", "buprenorphine"):
+        return False
+    after_detox = None if i.stage is None else False  # post_withdrawal returned above
+    return _any_of(after_detox, released, abstinent)
 
 
 _PARTS: tuple[Callable[[Intake], dict[str, Any]], ...] = (

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from pypdf import PdfReader
@@ -84,7 +85,10 @@ def test_async_render_leaves_the_event_loop_free(rich_plan, pack, patient):
         task.cancel()
         return pdf, ticks
 
-    pdf, ticks = asyncio.run(main())
+    # A thread of its own: the browser tests (Playwright's sync API) leave an event loop
+    # running in the main thread, where asyncio.run() refuses to start.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pdf, ticks = pool.submit(asyncio.run, main()).result()
     assert pdf.startswith(b"%PDF") and ticks > 5
 
 

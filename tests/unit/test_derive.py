@@ -409,7 +409,6 @@ ALWAYS_DERIVED = {
     "age",
     "age_group",
     "pregnancy_status_unknown",
-    "loss_of_tolerance",  # see test_loss_of_tolerance_is_unknown_when_nothing_is_known
     "overdose_risk_factors",  # a count of the known risk factors
     *(f"asam_d{n}" for n in range(1, 7)),  # a risk level, 0 = no known risk
     "safety_dimension_max",
@@ -469,13 +468,12 @@ def test_one_field_makes_only_its_facts_known(extra: dict[str, Any], known: set[
     assert set(facts_of(extra)) - ALWAYS_DERIVED == known
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine/derive.py _overdose: loss_of_tolerance is False, not unknown, when stage, "
-    "days_since_release and last_use_hours are all unknown (reported to the lead)",
-)
 def test_loss_of_tolerance_is_unknown_when_nothing_is_known() -> None:
     _check({}, "loss_of_tolerance", ABSENT)
+
+
+NOT_RELEASED = {"days_since_release": 29}
+ON_BUPRENORPHINE = {"current_treatment": {"moud": "buprenorphine"}}
 
 
 @pytest.mark.parametrize(
@@ -485,11 +483,23 @@ def test_loss_of_tolerance_is_unknown_when_nothing_is_known() -> None:
         ({"social": {"days_since_release": 10}}, True),
         (su(last_use_hours=168), True),
         (_merge(su(last_use_hours=500), {"current_treatment": {"moud": "methadone"}}), False),
-        (su(last_use_hours=167), False),
+        (_merge(su(last_use_hours=167), {"stage": "active_use", "social": NOT_RELEASED}), False),
+        (su(last_use_hours=167), ABSENT),
+        (_merge({"social": {"days_since_release": 10}}, ON_BUPRENORPHINE), False),
+        ({"stage": "active_use"}, ABSENT),
     ],
-    ids=["post-withdrawal", "released", "7-days-abstinent", "on-methadone", "6.96-days"],
+    ids=[
+        "post-withdrawal",
+        "released",
+        "7-days-abstinent",
+        "on-methadone",
+        "6.96-days-active-not-released",
+        "6.96-days-release-unknown",
+        "released-on-buprenorphine",
+        "active-use-only",
+    ],
 )
-def test_loss_of_tolerance(extra: dict[str, Any], expected: bool) -> None:
+def test_loss_of_tolerance(extra: dict[str, Any], expected: Any) -> None:
     _check(extra, "loss_of_tolerance", expected)
 
 
