@@ -13,6 +13,7 @@ from typing import Literal
 
 from engine.derive import Facts
 from engine.facts import FACTS
+from engine.intake import FIELD_PATHS, FIELD_PREREQUISITES
 from engine.ir import Firing, holds, holds3, why_not
 from engine.plan import Item, MissingInfo, NotRecommended, TraceEntry
 from engine.rulepack import PackRule, RulePack
@@ -51,11 +52,20 @@ def missing_information(pack: RulePack, facts: Facts, firings: list[Firing]) -> 
             for field in FACTS[fact].sources:
                 if not _answered(field, facts):
                     by_field.setdefault(field, []).append(rule)
+    _ask_prerequisites_first(by_field)
     found = [
         MissingInfo(field=field, why_it_matters=_why(rules, fired), impact=_impact(rules))
         for field, rules in by_field.items()
     ]
     return sorted(found, key=lambda m: (m.impact != "safety", _field_order(m.field)))
+
+
+def _ask_prerequisites_first(by_field: dict[str, list[PackRule]]) -> None:
+    """A field the intake accepts only after another (dose after the MOUD) is not asked for
+    while that one is missing: its rules are named under the prerequisite instead."""
+    for field, prerequisite in FIELD_PREREQUISITES.items():
+        if field in by_field and prerequisite in by_field:
+            by_field[prerequisite] += by_field.pop(field)
 
 
 def _impact(rules: list[PackRule]) -> Literal["safety", "plan"]:
@@ -77,24 +87,12 @@ def _answered(field: str, facts: Facts) -> bool:
     return any(name in facts for name in _SINGLE_SOURCE.get(field, ()))
 
 
-_SECTIONS = (
-    "patient",
-    "stage",
-    "readiness",
-    "jurisdiction",
-    "substance_use",
-    "current_treatment",
-    "history",
-    "mental_health",
-    "medical",
-    "social",
-    "preferences",
-)
+_ORDER = {path: n for n, path in enumerate(FIELD_PATHS)}
 
 
-def _field_order(field: str) -> tuple[int, str]:
-    head = field.split(".")[0]
-    return (_SECTIONS.index(head) if head in _SECTIONS else len(_SECTIONS), field)
+def _field_order(field: str) -> int:
+    """Contract order (assessment, patient, stage, ... preferences), as on the intake form."""
+    return _ORDER.get(field, len(_ORDER))
 
 
 def _why(rules: list[PackRule], fired: set[str]) -> str:

@@ -23,6 +23,8 @@ __all__ = [
     "intake_sha256",
     "canonical_intake_json",
     "MAX_INTAKE_BYTES",
+    "FIELD_PATHS",
+    "FIELD_PREREQUISITES",
 ]
 
 MAX_INTAKE_BYTES = 256 * 1024
@@ -204,6 +206,25 @@ def _field_names(model: type[BaseModel]) -> set[str]:
             names |= _field_names(info.annotation)
     return names
 
+
+def _field_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
+    paths: list[str] = []
+    for name, info in model.model_fields.items():
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            paths += _field_paths(info.annotation, f"{prefix}{name}.")
+        else:
+            paths.append(prefix + name)
+    return paths
+
+
+FIELD_PATHS: tuple[str, ...] = tuple(_field_paths(Intake))
+"""Every intake field as a dotted path (``substance_use.cows_score``), in contract order."""
+
+FIELD_PREREQUISITES = {
+    "current_treatment.dose_mg": "current_treatment.moud",
+    "current_treatment.months_on_moud": "current_treatment.moud",
+}
+"""Fields the intake accepts only once another is answered (see _impossible_combinations)."""
 
 _FIELD_NAMES = frozenset(_field_names(Intake))
 """Every field name of the contract: the only unknown keys an error message may repeat."""

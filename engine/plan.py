@@ -1,10 +1,10 @@
 """The care plan (contract §2), as frozen Pydantic models.
 
-Extensions to the contract (documented in the README): ``draft_notice``; per item
-``phase`` and ``triggered_by`` (the intake facts that made each rule fire); per citation
-``knowledge_base`` ids and ``confirmation``; the ``medical`` phase for med.* codes;
-``level_of_care.label``/``asam_level``/``adjusted_by_preference``;
-``missing_information[].impact`` (safety first); ``ruleset.effective_date``.
+Extensions to the contract (documented in the README): ``jurisdiction`` and
+``draft_notice``; per item ``triggered_by`` (the facts that made its rules fire); the
+``medical`` phase for med.* codes; ``level_of_care.asam_level`` and
+``adjusted_by_preference``; ``missing_information[].impact`` (safety first);
+``ruleset.effective_date``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,83 @@
+"""Missing information: the intake fields whose answer could change the plan, safety first,
+in contract order, never a field the intake would refuse until another is answered."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from engine import Engine, parse_intake_obj
+from engine.intake import FIELD_PATHS
+from tests.conftest import FIXED_TIME
+
+SPARSE: dict[str, Any] = {
+    "assessment_date": "2026-01-15",
+    "patient": {"age": 33},
+    "substance_use": {"opioids": ["heroin"]},
+}
+ON_METHADONE: dict[str, Any] = {
+    "assessment_date": "2026-01-15",
+    "patient": {"age": 41, "sex_at_birth": "male"},
+    "stage": "in_treatment",
+    "current_treatment": {"moud": "methadone", "dose_mg": 90},
+    "medical": {"qtc_ms": 430},
+}
+
+
+def missing(reference: Engine, intake: dict[str, Any]) -> dict[str, Any]:
+    plan = reference.evaluate(parse_intake_obj(intake), FIXED_TIME)
+    return {m.field: m for m in plan.missing_information}
+
+
+@pytest.mark.parametrize(
+    ("intake", "field", "impact"),
+    [
+        (SPARSE, "patient.pregnant", "safety"),  # pregnancy changes what is avoided (F-60s)
+        (SPARSE, "medical.qtc_ms", "safety"),  # QTc over 500 ms: no methadone start
+        (SPARSE, "mental_health.suicidal_ideation", "safety"),  # psychiatric emergency floor
+        (SPARSE, "substance_use.cows_score", "safety"),  # induction timing
+        (SPARSE, "current_treatment.moud", "safety"),
+        (SPARSE, "social.can_leave_work", "plan"),  # a logistics ceiling, never a safety finding
+        (SPARSE, "preferences.setting", "plan"),
+        (ON_METHADONE, "substance_use.benzodiazepines", "safety"),
+        (ON_METHADONE, "medical.interacting_medications", "safety"),
+    ],
+)
+def test_an_unanswered_field_that_could_change_the_plan_is_listed(reference, intake, field, impact):
+    found = missing(reference, intake)
+    assert field in found, f"{field} should be asked for"
+    assert found[field].impact == impact
+    assert found[field].why_it_matters.startswith("Could change: OUD-")
+
+
+@pytest.mark.parametrize(
+    "field",
+    ["medical.qtc_ms", "current_treatment.moud", "patient.pregnant", "patient.sex_at_birth", "patient.age"],
+)
+def test_an_answered_field_is_not_asked_again(reference, field):
+    assert field not in missing(reference, ON_METHADONE)
+
+
+def test_dose_is_not_asked_for_before_the_medication(reference):
+    """The intake refuses a dose without a MOUD, so the MOUD is what is asked for; the
+    dose-dependent switch rules (OUD-MOUD-040/041) count towards it."""
+    found = missing(reference, SPARSE)
+    assert "current_treatment.dose_mg" not in found
+    assert "current_treatment.months_on_moud" not in found
+    assert found["current_treatment.moud"].impact == "safety"
+
+
+@pytest.mark.parametrize("intake", [SPARSE, ON_METHADONE], ids=["sparse", "on-methadone"])
+def test_safety_first_then_contract_order(reference, intake):
+    fields = list(missing(reference, intake).values())
+    impacts = [m.impact for m in fields]
+    assert impacts == sorted(impacts, key=lambda i: i != "safety"), "safety fields come first"
+    for impact in ("safety", "plan"):
+        group = [m.field for m in fields if m.impact == impact]
+        assert group == sorted(group, key=FIELD_PATHS.index), f"{impact} fields out of contract order"
+
+
+def test_every_listed_field_is_a_contract_field(reference):
+    for intake in (SPARSE, ON_METHADONE):
+        assert set(missing(reference, intake)) <= set(FIELD_PATHS)
