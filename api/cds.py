@@ -233,8 +233,12 @@ def _summary_card(plan: CarePlan, instance: str, n: int) -> dict[str, Any]:
     if info:
         lines += ["", "**Notes:**", *[f"- {_md(a.text)} (rules {_md(', '.join(a.rule_ids))})" for a in info]]
     if plan.missing_information:
-        fields = ", ".join(m.field for m in plan.missing_information)
-        lines += ["", f"**Missing information:** {_md(fields)}"]
+        safety = [m.label for m in plan.missing_information if m.impact == "safety"]
+        other = [m.label for m in plan.missing_information if m.impact != "safety"]
+        if safety:
+            lines += ["", f"**Missing, could change safety findings:** {_md(', '.join(safety))}"]
+        if other:
+            lines += ["", f"**Other missing information:** {_md(', '.join(other))}"]
     lines += [
         "",
         f"Rule set {_md(plan.ruleset.id)} {_md(plan.ruleset.version)} "

@@ -28,9 +28,17 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.questionnaire import Questionnaire
 from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 
-from api.intake_fields import FIELD_BY_PATH, GROUPS, FieldSpec, choice_label, set_path
+from api.intake_fields import (
+    FIELD_BY_PATH,
+    GROUPS,
+    NONE_OPTION,
+    FieldSpec,
+    choice_label,
+    list_answer,
+    set_path,
+)
 from engine import CarePlan, FieldProblem, Intake, IntakeError, parse_intake_obj
-from engine.plan import Alert, CitationOut, Item
+from engine.plan import Alert, CitationOut, Item, MissingInfo
 
 __all__ = [
     "CODE_SYSTEM",
@@ -132,6 +140,10 @@ def _alert_note(alert: Alert) -> dict[str, Any]:
     return {"text": f"{alert.severity.upper()} alert ({alert.code}): {alert.text} Rules: {rules}."}
 
 
+def _missing_note(m: MissingInfo) -> str:
+    return f"Missing information: {m.label} ({m.field}, {m.impact}): {m.why_it_matters}"
+
+
 def _narrative(plan: CarePlan) -> dict[str, Any]:
     lines = [
         plan.draft_notice,
@@ -151,9 +163,7 @@ def _care_plan(
     plan: CarePlan, subject: Mapping[str, Any], labels: Mapping[str, str], issue_urls: list[str]
 ) -> dict[str, Any]:
     notes = [_alert_note(a) for a in plan.alerts]
-    notes += [
-        {"text": f"Missing information ({m.field}): {m.why_it_matters}"} for m in plan.missing_information
-    ]
+    notes += [{"text": _missing_note(m)} for m in plan.missing_information]
     resource: dict[str, Any] = {
         "resourceType": "CarePlan",
         "id": _fhir_id(plan.plan_id),
@@ -300,14 +310,23 @@ def _question(spec: FieldSpec) -> dict[str, Any]:
         item["repeats"] = True
     if spec.choices:
         item["answerOption"] = [
-            {"valueCoding": {"system": INTAKE_VALUE_SYSTEM, "code": c, "display": choice_label(spec.path, c)}}
-            for c in spec.choices
+            {"valueCoding": {"system": INTAKE_VALUE_SYSTEM, "code": c, "display": _display(spec, c)}}
+            for c in _options(spec)
         ]
     if spec.help:
         item["item"] = [
             {"linkId": spec.path + ".help", "text": spec.help, "type": "display"},
         ]
     return item
+
+
+def _options(spec: FieldSpec) -> tuple[str, ...]:
+    """A list question also offers 'none': answered and empty, where no answer means unknown."""
+    return (*spec.choices, NONE_OPTION) if spec.kind == "multi" else spec.choices
+
+
+def _display(spec: FieldSpec, code: str) -> str:
+    return "None" if code == NONE_OPTION else choice_label(spec.path, code)
 
 
 @cache
@@ -386,7 +405,11 @@ def _walk(items: Any, out: dict[str, Any], problems: list[FieldProblem]) -> None
                 _walk(answer.get("item"), out, problems)
             else:
                 if spec.kind in ("multi", "textlist"):
-                    set_path(out, spec.path, values)
+                    listed, problem = list_answer(spec, [str(v) for v in values])
+                    if problem:
+                        problems.append(FieldProblem(spec.path, problem))
+                    elif listed is not None:
+                        set_path(out, spec.path, listed)
                 elif len(values) > 1:
                     problems.append(FieldProblem(spec.path, "takes one answer, not several"))
                 else:
@@ -433,10 +456,10 @@ _ANSWER_KEY = {
 
 
 def _answers(spec: FieldSpec, value: Any) -> list[dict[str, Any]]:
-    values = value if isinstance(value, list) else [value]
+    values = (value or [NONE_OPTION]) if isinstance(value, list) else [value]
     if spec.choices:
         return [
-            {"valueCoding": {"system": INTAKE_VALUE_SYSTEM, "code": v, "display": choice_label(spec.path, v)}}
+            {"valueCoding": {"system": INTAKE_VALUE_SYSTEM, "code": v, "display": _display(spec, v)}}
             for v in values
         ]
     return [{_ANSWER_KEY[spec.kind]: v} for v in values]
@@ -458,7 +481,7 @@ def questionnaire_response(
             node: Any = data
             for part in spec.path.split("."):
                 node = node.get(part) if isinstance(node, Mapping) else None
-            if node is not None and node != []:
+            if node is not None:
                 items.append({"linkId": spec.path, "text": spec.label, "answer": _answers(spec, node)})
         if items:
             groups.append({"linkId": g.key, "text": g.legend, "item": items})

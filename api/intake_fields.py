@@ -1,7 +1,8 @@
 """The intake's fields (contract §1) as one catalogue for the web form and the FHIR Questionnaire.
 
 Derived from ``engine.intake.Intake`` (so a field added to the engine appears here), with the
-clinician's wording for labels and groups kept in this module. Pure data: no web imports.
+clinician's wording for the groups kept in this module (field labels: ``engine.labels``).
+Pure data: no web imports.
 
     FIELDS        every leaf field: path ("substance_use.cows_score"), kind, choices, bounds
     GROUPS        the form's fieldsets, in contract order
@@ -21,6 +22,7 @@ from pydantic import BaseModel
 
 from engine.errors import FieldProblem
 from engine.intake import Intake
+from engine.labels import field_help, field_label
 
 __all__ = [
     "FieldSpec",
@@ -32,6 +34,8 @@ __all__ = [
     "intake_from_form",
     "form_values",
     "choice_label",
+    "list_answer",
+    "NONE_OPTION",
     "set_path",
     "field_for_problem",
 ]
@@ -78,76 +82,6 @@ class Group:
     legend: str
     fields: tuple[FieldSpec, ...]
 
-
-# Clinician wording. Keys are contract paths; a path missing here gets a humanised label.
-LABELS: dict[str, tuple[str, str]] = {
-    "assessment_date": ("Assessment date", "The 'as of' date of this assessment."),
-    "jurisdiction": ("Jurisdiction", "Changes setting rules (e.g. methadone via OTP in the US)."),
-    "patient.id": ("Patient ID / MRN", "Optional. Never logged."),
-    "patient.name": ("Patient name", "Optional. Never logged."),
-    "patient.age": ("Age (years)", "12 to 110."),
-    "patient.sex_at_birth": ("Sex at birth", ""),
-    "patient.pregnant": ("Pregnant", ""),
-    "patient.gestational_weeks": ("Gestational age (weeks)", "Only when pregnant."),
-    "stage": ("Stage in the care process", ""),
-    "readiness": ("Readiness (stage of change)", ""),
-    "substance_use.opioids": ("Opioids used", ""),
-    "substance_use.route": ("Main route", ""),
-    "substance_use.frequency": ("Frequency", ""),
-    "substance_use.last_use_hours": ("Hours since last opioid use", ""),
-    "substance_use.dsm5_criteria_met": (
-        "DSM-5 OUD criteria met (0-11)",
-        "2-3 mild, 4-5 moderate, 6+ severe.",
-    ),
-    "substance_use.cows_score": ("COWS score (0-48)", "Clinical Opiate Withdrawal Scale, when measured."),
-    "substance_use.physically_dependent": ("Physically dependent", ""),
-    "substance_use.benzodiazepines": ("Benzodiazepines", ""),
-    "substance_use.alcohol": ("Alcohol", ""),
-    "substance_use.stimulants": ("Stimulant use", ""),
-    "substance_use.xylazine_exposure": ("Xylazine exposure", ""),
-    "current_treatment.moud": ("Current MOUD", ""),
-    "current_treatment.dose_mg": ("Daily dose (mg)", "Needs a current MOUD."),
-    "current_treatment.months_on_moud": ("Months on MOUD", "Needs a current MOUD."),
-    "current_treatment.stable": ("Stable on treatment", "No illicit use, engaged."),
-    "history.withdrawal_episodes": ("Withdrawal-only (detox) episodes", ""),
-    "history.outpatient_episodes": ("Outpatient episodes", ""),
-    "history.residential_episodes": ("Residential episodes", ""),
-    "history.relapses_after_outpatient": ("Relapses after outpatient treatment", ""),
-    "history.prior_moud": ("Prior MOUD", ""),
-    "history.overdoses_last_year": ("Overdoses in the last year", ""),
-    "mental_health.conditions": ("Mental health conditions", ""),
-    "mental_health.suicidal_ideation": ("Suicidal ideation", ""),
-    "mental_health.recent_suicide_attempt": ("Recent suicide attempt", ""),
-    "mental_health.in_psychiatric_care": ("In psychiatric care", ""),
-    "medical.qtc_ms": ("QTc (ms)", "From the latest ECG."),
-    "medical.hepatic_impairment": ("Hepatic impairment", ""),
-    "medical.hiv": ("HIV", ""),
-    "medical.hcv": ("Hepatitis C", ""),
-    "medical.chronic_pain": ("Chronic pain", ""),
-    "medical.prescribed_opioid_analgesics": ("Prescribed opioid analgesics", ""),
-    "medical.upcoming_surgery": ("Upcoming surgery", ""),
-    "medical.withdrawal_seizure_history": (
-        "History of withdrawal seizures or DTs",
-        "Alcohol or benzodiazepine withdrawal.",
-    ),
-    "medical.interacting_medications": (
-        "Interacting medications",
-        "Comma-separated, e.g. efavirenz, rifampicin.",
-    ),
-    "social.can_leave_work": ("Can step away from work for residential care", ""),
-    "social.caregiver": ("Cares for children or dependants", ""),
-    "social.privacy_concern": ("Needs discreet care", "E.g. licensed professional."),
-    "social.housing": ("Housing", ""),
-    "social.home_supports_recovery": ("Home supports recovery", "No: others using at home, violence."),
-    "social.support_system": ("Support system", ""),
-    "social.legal": ("Legal situation", ""),
-    "social.days_since_release": ("Days since release from prison or jail", "When recent."),
-    "preferences.medication": ("Preferred medication", ""),
-    "preferences.setting": ("Preferred setting", ""),
-    "preferences.goal": ("Goal", ""),
-    "preferences.declines_counselling": ("Declines counselling", ""),
-    "preferences.language": ("Language of the patient summary", ""),
-}
 
 # (group key, legend, contract sections it holds); top-level scalars go where they are listed.
 _GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -225,7 +159,7 @@ def _bound(meta: list[Any], *names: str) -> float | None:
 def _spec(path: str, annotation: Any, meta: list[Any], required: bool) -> FieldSpec:
     bare, more = _unwrap(annotation)
     meta = meta + more
-    label, help_text = LABELS.get(path, (path.rsplit(".", 1)[-1].replace("_", " ").capitalize(), ""))
+    label, help_text = field_label(path), field_help(path)
 
     def make(
         kind: Kind, choices: tuple[str, ...] = (), lo: float | None = None, hi: float | None = None
@@ -290,20 +224,35 @@ def field_for_problem(problem_field: str) -> str | None:
 _BOOLS = {"yes": True, "true": True, "no": False, "false": False}
 
 
+NONE_OPTION = "none"
+"""The answer that makes a list field known and empty ("no mental health conditions"), where
+leaving it blank means unknown. Offered by the form's checkbox groups and the Questionnaire."""
+
+
+def list_answer(spec: FieldSpec, chosen: Sequence[str]) -> tuple[list[str] | None, str | None]:
+    """The answers to a list field -> (list, or None when unanswered; problem message or None).
+
+    Shared by the web form and the FHIR QuestionnaireResponse: ``none`` alone is the empty list.
+    """
+    if not chosen:
+        return None, None
+    if any(v.lower() == NONE_OPTION for v in chosen):
+        return ([], None) if len(chosen) == 1 else (None, "cannot combine 'None' with other answers")
+    if spec.kind == "multi" and any(v not in spec.choices for v in chosen):
+        return None, "has an option that is not on the list"
+    return list(chosen), None
+
+
 def _convert(spec: FieldSpec, values: Sequence[str]) -> tuple[Any, str | None]:
     """One form field -> (JSON value or None for 'not recorded', problem message or None)."""
     values = [v.strip() for v in values if v is not None]
     if spec.kind == "multi":
-        chosen = [v for v in values if v]
-        if any(v not in spec.choices for v in chosen):
-            return None, "has an option that is not on the list"
-        return (chosen or None), None
+        return list_answer(spec, [v for v in values if v])
     text = values[-1] if values else ""
     if text == "" or (spec.kind == "bool" and text == "unknown"):
         return None, None
     if spec.kind == "textlist":
-        names = [part.strip() for part in text.split(",") if part.strip()]
-        return (names or None), None
+        return list_answer(spec, [part.strip() for part in text.split(",") if part.strip()])
     if spec.kind == "bool":
         if text.lower() not in _BOOLS:
             return None, "must be yes, no or unknown"
@@ -350,9 +299,9 @@ def form_values(intake: Mapping[str, Any]) -> dict[str, list[str]]:
         if node is None:
             continue
         if spec.kind == "multi":
-            values[spec.path] = [str(v) for v in node]
+            values[spec.path] = [str(v) for v in node] or [NONE_OPTION]
         elif spec.kind == "textlist":
-            values[spec.path] = [", ".join(str(v) for v in node)]
+            values[spec.path] = [", ".join(str(v) for v in node) or NONE_OPTION]
         else:
             values[spec.path] = [_text(node)]
     return values
@@ -362,7 +311,7 @@ def intake_from_form(form: Mapping[str, Sequence[str]]) -> tuple[dict[str, Any],
     """Form values (name -> list of strings) -> intake dict and the problems found on the way.
 
     Empty fields, "unknown" radios and unticked checkbox groups are omitted: missing is not
-    "no". Problems never quote what was typed.
+    "no"; a list answered "None" is the empty list. Problems never quote what was typed.
     """
     intake: dict[str, Any] = {}
     problems: list[FieldProblem] = []

@@ -15,6 +15,7 @@ from engine.derive import Facts
 from engine.facts import FACTS
 from engine.intake import FIELD_PATHS, FIELD_PREREQUISITES
 from engine.ir import Firing, holds, holds3, why_not
+from engine.labels import field_label
 from engine.plan import Item, MissingInfo, NotRecommended, TraceEntry
 from engine.rulepack import PackRule, RulePack
 from engine.rulespec import All
@@ -54,7 +55,9 @@ def missing_information(pack: RulePack, facts: Facts, firings: list[Firing]) -> 
                     by_field.setdefault(field, []).append(rule)
     _ask_prerequisites_first(by_field)
     found = [
-        MissingInfo(field=field, why_it_matters=_why(rules, fired), impact=_impact(rules))
+        MissingInfo(
+            field=field, label=field_label(field), why_it_matters=_why(rules, fired), impact=_impact(rules)
+        )
         for field, rules in by_field.items()
     ]
     return sorted(found, key=lambda m: (m.impact != "safety", _field_order(m.field)))

@@ -3,7 +3,7 @@
 Extensions to the contract (documented in the README): ``jurisdiction`` and
 ``draft_notice``; per item ``triggered_by`` (the facts that made its rules fire); the
 ``medical`` phase for med.* codes; ``level_of_care.asam_level`` and
-``adjusted_by_preference``; ``missing_information[].impact`` (safety first);
+``adjusted_by_preference``; ``missing_information[].label`` and ``impact`` (safety first);
 ``ruleset.effective_date``.
 """
 
@@ -97,6 +97,8 @@ class NotRecommended(_Out):
 
 class MissingInfo(_Out):
     field: str
+    label: str
+    """The field in the clinician's words (``engine.labels``), e.g. "Recent suicide attempt"."""
     why_it_matters: str
     impact: Literal["safety", "plan"] = "plan"
     """safety: the answer could add an alert, a contraindication (avoid/caution) or a safety

@@ -204,6 +204,39 @@ def test_flat_linkids_and_lists_and_unanswered_items():
     assert parse_intake_obj(intake).medical.hiv is None
 
 
+def test_none_answers_a_list_question_with_the_empty_list():
+    base = (
+        {"linkId": "assessment_date", "answer": [{"valueDate": "2026-03-02"}]},
+        {"linkId": "patient.age", "answer": [{"valueInteger": 40}]},
+    )
+    qr = _flat_qr(
+        *base,
+        {"linkId": "mental_health.conditions", "answer": [{"valueCoding": {"code": "none"}}]},
+        {"linkId": "medical.interacting_medications", "answer": [{"valueString": "none"}]},
+    )
+    intake = intake_from_questionnaire_response(qr)
+    assert intake["mental_health"] == {"conditions": []} and intake["medical"] == {
+        "interacting_medications": []
+    }
+    assert parse_intake_obj(intake).mental_health.conditions == []  # known: no conditions
+    options = {
+        q["linkId"]: [o["valueCoding"]["code"] for o in q.get("answerOption", [])]
+        for g in intake_questionnaire()["item"]
+        for q in g["item"]
+    }
+    assert options["mental_health.conditions"][-1] == "none" and "none" not in options["stage"]
+    mixed = _flat_qr(
+        *base,
+        {
+            "linkId": "history.prior_moud",
+            "answer": [{"valueCoding": {"code": "none"}}, {"valueCoding": {"code": "methadone"}}],
+        },
+    )
+    with pytest.raises(IntakeError) as exc:
+        intake_from_questionnaire_response(mixed)
+    assert [p.field for p in exc.value.problems] == ["history.prior_moud"]
+
+
 def test_bundle_prefetch_picks_the_latest_response():
     old = {**_flat_qr(), "authored": "2025-01-01T00:00:00Z", "id": "old"}
     new = {**_flat_qr(), "authored": "2026-01-01T00:00:00Z", "id": "new"}

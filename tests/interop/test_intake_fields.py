@@ -90,3 +90,34 @@ def test_problem_paths_map_to_form_fields():
     assert field_for_problem("patient.age") == "patient.age"
     assert field_for_problem("(intake)") is None
     assert field_for_problem("patient") is None
+
+
+def test_a_list_answered_none_is_known_and_empty_not_unknown():
+    form = {
+        "assessment_date": ["2026-03-02"],
+        "patient.age": ["40"],
+        "mental_health.conditions": ["none"],
+        "history.prior_moud": ["none"],
+        "medical.interacting_medications": [" None "],
+        "substance_use.opioids": [],
+    }
+    intake, problems = intake_from_form(form)
+    assert problems == []
+    assert intake["mental_health"] == {"conditions": []}
+    assert intake["history"] == {"prior_moud": []}
+    assert intake["medical"] == {"interacting_medications": []}
+    assert "substance_use" not in intake  # nothing ticked: unknown
+    assert form_values(intake)["mental_health.conditions"] == ["none"]
+    assert form_values(intake)["medical.interacting_medications"] == ["none"]
+
+
+@pytest.mark.parametrize(
+    ("path", "values"),
+    [
+        ("mental_health.conditions", ["none", "depression"]),
+        ("medical.interacting_medications", ["none, efavirenz"]),
+    ],
+)
+def test_none_cannot_be_combined_with_other_answers(path, values):
+    _, problems = intake_from_form({"assessment_date": ["2026-03-02"], "patient.age": ["40"], path: values})
+    assert [(p.field, p.message) for p in problems] == [(path, "cannot combine 'None' with other answers")]

@@ -81,3 +81,12 @@ def test_safety_first_then_contract_order(reference, intake):
 def test_every_listed_field_is_a_contract_field(reference):
     for intake in (SPARSE, ON_METHADONE):
         assert set(missing(reference, intake)) <= set(FIELD_PATHS)
+
+
+def test_every_intake_field_has_clinician_wording_and_missing_entries_carry_it(reference):
+    from engine.labels import FIELD_LABELS
+
+    assert set(FIELD_PATHS) - set(FIELD_LABELS) == set(), "add the label to engine/labels.py"
+    found = missing(reference, SPARSE)
+    assert found["mental_health.recent_suicide_attempt"].label == "Recent suicide attempt"
+    assert all(m.label and "_" not in m.label for m in found.values())
