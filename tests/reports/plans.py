@@ -225,8 +225,17 @@ def long_plan_dict() -> dict[str, Any]:
             },
         ],
         "missing_information": [
-            {"field": "medical.hepatic_impairment", "why_it_matters": "Decides buprenorphine formulation."},
-            {"field": "social.housing", "why_it_matters": "Recovery housing and level of care."},
+            {
+                "field": "medical.hepatic_impairment",
+                "label": "Hepatic impairment",
+                "why_it_matters": "Decides buprenorphine formulation.",
+                "impact": "safety",
+            },
+            {
+                "field": "social.housing",
+                "label": "Housing",
+                "why_it_matters": "Recovery housing and level of care.",
+            },
         ],
         "trace": [{"rule_id": "OUD-HR-001", "matched_facts": {}}],
     }

@@ -162,7 +162,7 @@ def test_footer_has_notice_and_provenance(html, rich_plan):
 def test_missing_and_why_not_listed(html, rich_plan):
     text = visible_text(html)
     for m in rich_plan.missing_information:
-        assert m.field in text and m.why_it_matters in text
+        assert m.field in text and m.label in text and m.why_it_matters in text
     for w in rich_plan.considered_not_recommended:
         assert w.reason in text
 

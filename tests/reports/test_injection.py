@@ -29,7 +29,7 @@ from tests.reports.helpers import pdf_pages, shape, visible_text
 from tests.reports.payloads import PAYLOADS
 from tests.reports.plans import PATIENT, long_plan_dict
 
-STRUCTURAL = {"kind", "severity", "phase", "assessment_date", "generated_at", "effective_date"}
+STRUCTURAL = {"kind", "severity", "phase", "impact", "assessment_date", "generated_at", "effective_date"}
 CODE_KEYS = {"code"}
 
 
