@@ -43,6 +43,7 @@ from api.service import Caller, OverrideRequest, PlanService, PlanView
 from api.settings import SESSION_COOKIE
 from engine import IntakeError, parse_intake_obj
 from engine.errors import FieldProblem, problems_from_validation
+from engine.labels import field_label
 
 __all__ = ["router", "STATIC_DIR", "STYLESHEET"]
 
@@ -88,8 +89,8 @@ def _env() -> Environment:
 
 
 def _field_label(path: str) -> str:
-    spec = FIELD_BY_PATH.get(path.split("[", 1)[0])
-    return spec.label if spec else path.replace("_", " ")
+    """A problem's field ("substance_use.opioids[1]") in the clinician's words."""
+    return field_label(path.split("[", 1)[0])
 
 
 def _page(request: Request, caller: Caller, template: str, status: int = 200, **context: Any) -> HTMLResponse:
