@@ -34,7 +34,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.deps import PlansDep, RuntimeDep, allow, csrf_token
 from api.errors import AuthRequired, Conflict, EngineRefused, InvalidRequest
-from api.intake_fields import FIELD_BY_PATH, FIELDS, GROUPS, choice_label, field_for_problem, form_values
+from api.intake_fields import (
+    FIELD_BY_PATH,
+    FIELDS,
+    GROUPS,
+    NONE_OPTION,
+    choice_label,
+    field_for_problem,
+    form_values,
+)
 from api.intake_fields import intake_from_form as fields_to_intake
 from api.policy import allowed
 from api.records import PlanRecord
@@ -84,7 +92,7 @@ def _env() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.globals.update(choice_label=choice_label, field_label=_field_label)
+    env.globals.update(choice_label=choice_label, field_label=_field_label, none_option=NONE_OPTION)
     return env
 
 

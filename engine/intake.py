@@ -198,15 +198,6 @@ def parse_intake_json(raw: bytes | str) -> Intake:
         raise IntakeError(problems_from_validation(exc, _FIELD_NAMES)) from None
 
 
-def _field_names(model: type[BaseModel]) -> set[str]:
-    names: set[str] = set()
-    for name, info in model.model_fields.items():
-        names.add(name)
-        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
-            names |= _field_names(info.annotation)
-    return names
-
-
 def _field_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
     paths: list[str] = []
     for name, info in model.model_fields.items():
@@ -226,7 +217,7 @@ FIELD_PREREQUISITES = {
 }
 """Fields the intake accepts only once another is answered (see _impossible_combinations)."""
 
-_FIELD_NAMES = frozenset(_field_names(Intake))
+_FIELD_NAMES = frozenset(part for path in FIELD_PATHS for part in path.split("."))
 """Every field name of the contract: the only unknown keys an error message may repeat."""
 
 
