@@ -1,5 +1,5 @@
 """``python -m api ...`` is ``carepath ...``."""
 
-from api.cli import main
+from carepath.api.cli import main
 
 main()

@@ -17,15 +17,15 @@ from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.concurrency import run_in_threadpool
 
-from api.audit import AuditSink
-from api.deps import csrf_token
-from api.errors import install_error_handlers
-from api.middleware import ServiceMiddleware
-from api.routes import overrides, plans, session, system
-from api.runtime import build_runtime
-from api.schemas import OverrideIn
-from api.settings import Settings
-from engine import Engine, Intake
+from carepath.api.audit import AuditSink
+from carepath.api.deps import csrf_token
+from carepath.api.errors import install_error_handlers
+from carepath.api.middleware import ServiceMiddleware
+from carepath.api.routes import overrides, plans, session, system
+from carepath.api.runtime import build_runtime
+from carepath.api.schemas import OverrideIn
+from carepath.api.settings import Settings
+from carepath.engine import Engine, Intake
 
 __all__ = ["create_app", "app_from_env", "route_table", "RouteInfo", "API_TITLE"]
 
@@ -41,7 +41,7 @@ Errors never echo submitted values; 422 bodies list `{field, message}` per offen
 
 def _routers() -> list[APIRouter]:
     """Every router of the service. The web form, FHIR and CDS Hooks routers are added here."""
-    from api import cds, fhir, web
+    from carepath.api import cds, fhir, web
 
     return [
         system.router,
@@ -81,7 +81,7 @@ def create_app(
         finally:
             runtime.db.dispose()
 
-    from api.routes.system import package_version
+    from carepath.api.routes.system import package_version
 
     app = FastAPI(
         title=API_TITLE,

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from api.db import GENESIS_HASH, Database, Tx
-from api.records import AuditEntry, is_plan_id
+from carepath.api.db import GENESIS_HASH, Database, Tx
+from carepath.api.records import AuditEntry, is_plan_id
 
 __all__ = [
     "AuditEvent",

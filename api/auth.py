@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
-from api.db import Database, UniqueViolation
-from api.records import ROLES, Principal, User
-from api.security import (
+from carepath.api.db import Database, UniqueViolation
+from carepath.api.records import ROLES, Principal, User
+from carepath.api.security import (
     MIN_PASSWORD_LENGTH,
     hash_password,
     needs_rehash,

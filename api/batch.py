@@ -29,9 +29,9 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from engine import CarepathError, Engine, IntakeError, load_rulepack, parse_intake_json
-from engine.errors import FieldProblem
-from engine.rulepack import default_rules_dir
+from carepath.engine import CarepathError, Engine, IntakeError, load_rulepack, parse_intake_json
+from carepath.engine.errors import FieldProblem
+from carepath.engine.rulepack import default_rules_dir
 
 __all__ = ["run_batch"]
 

@@ -27,18 +27,18 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import RuntimeDep, allow
-from api.errors import EngineRefused, request_id_of
-from api.fhir import (
+from carepath.api.deps import RuntimeDep, allow
+from carepath.api.errors import EngineRefused, request_id_of
+from carepath.api.fhir import (
     CODE_SYSTEM,
     FhirInputError,
     code_labels,
     intake_from_fhir,
     questionnaire_response_from_bundle,
 )
-from api.service import Caller
-from engine import CarepathError, CarePlan, FieldProblem, Intake, IntakeError
-from engine.plan import Alert, CitationOut, Item
+from carepath.api.service import Caller
+from carepath.engine import CarepathError, CarePlan, FieldProblem, Intake, IntakeError
+from carepath.engine.plan import Alert, CitationOut, Item
 
 __all__ = [
     "SERVICE_ID",

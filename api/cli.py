@@ -16,10 +16,10 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from api.cli_service import register_service_commands
-from engine import CarePlan, Engine, IntakeError, RulePackError, load_rulepack, parse_intake_json
-from engine.errors import CarepathError, FieldProblem
-from engine.intake import MAX_INTAKE_BYTES
+from carepath.api.cli_service import register_service_commands
+from carepath.engine import CarePlan, Engine, IntakeError, RulePackError, load_rulepack, parse_intake_json
+from carepath.engine.errors import CarepathError, FieldProblem
+from carepath.engine.intake import MAX_INTAKE_BYTES
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="carepath: draft OUD care pathways for clinicians."
@@ -102,16 +102,16 @@ def render(
     if fmt is Format.json:
         return (plan.model_dump_json(indent=2) + "\n").encode()
     if fmt is Format.html:
-        from reports import render_html
+        from carepath.reports import render_html
 
         return render_html(
             plan, audience=audience.value, language=language, patient=patient, pack=pack
         ).encode()
     if fmt is Format.pdf:
-        from reports.pdf import render_pdf
+        from carepath.reports.pdf import render_pdf
 
         return render_pdf(plan, audience=audience.value, language=language, patient=patient, pack=pack)
-    from api.fhir import care_plan_bundle
+    from carepath.api.fhir import care_plan_bundle
 
     return (json.dumps(care_plan_bundle(plan), indent=2) + "\n").encode()
 
@@ -154,7 +154,7 @@ def evaluate(
 
 def _patient(parsed: Any) -> Any:
     """Identifiers for the report header (the plan carries none); never logged."""
-    from reports import patient_from_intake
+    from carepath.reports import patient_from_intake
 
     return patient_from_intake(parsed)
 
@@ -180,7 +180,7 @@ def batch(
     ] = None,
 ) -> None:
     """Evaluate many intakes on all cores; one result line per input line, in order."""
-    from api.batch import run_batch
+    from carepath.api.batch import run_batch
 
     if not input.is_file():
         _fail(2, f"input file not found: {input}")
@@ -202,7 +202,7 @@ def rules_lint(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
 ) -> None:
     """Validate the pack (schema, facts, codes, citations, flags) and list review findings."""
-    from engine.governance import lint
+    from carepath.engine.governance import lint
 
     pack = _pack(rules_dir)
     findings = lint(pack, date.fromisoformat(today) if today else date.today())
@@ -215,8 +215,8 @@ def rules_lint(
 @rules_app.command("test")
 def rules_test(rules_dir: Annotated[Path | None, typer.Option()] = None) -> None:
     """Run every rule's own fires / does_not_fire examples, on both engines."""
-    from engine._durable import DurableRunner
-    from engine.governance import run_examples
+    from carepath.engine._durable import DurableRunner
+    from carepath.engine.governance import run_examples
 
     pack = _pack(rules_dir)
     failed = 0
@@ -235,7 +235,7 @@ def rules_test(rules_dir: Annotated[Path | None, typer.Option()] = None) -> None
 @rules_app.command("diff")
 def rules_diff(old: Path, new: Path) -> None:
     """Rules added, removed and changed between two pack folders (changes must bump version)."""
-    from engine.governance import diff_packs
+    from carepath.engine.governance import diff_packs
 
     d = diff_packs(_pack(old), _pack(new))
     typer.echo(json.dumps(d.__dict__, indent=2))
@@ -250,7 +250,7 @@ def rules_impact(
     intakes: Annotated[Path, typer.Option(help="Folder of intake JSON files or an NDJSON file.")],
 ) -> None:
     """Which intakes would get a different plan under the new pack, and how."""
-    from engine.governance import impact
+    from carepath.engine.governance import impact
 
     cases = _load_intakes(intakes)
     changes = impact(Engine(_pack(old), "reference"), Engine(_pack(new), "reference"), cases)
@@ -260,7 +260,7 @@ def rules_impact(
 @rules_app.command("compile")
 def rules_compile(rules_dir: Annotated[Path | None, typer.Option()] = None) -> None:
     """Print the durable_rules ruleset compiled from the pack (deterministic JSON)."""
-    from engine.compile import compile_pack
+    from carepath.engine.compile import compile_pack
 
     typer.echo(json.dumps(compile_pack(_pack(rules_dir)), indent=1, sort_keys=True))
 

@@ -28,8 +28,8 @@ def _err(message: str) -> None:
 
 
 def _database() -> Any:
-    from api.db import Database
-    from api.settings import Settings
+    from carepath.api.db import Database
+    from carepath.api.settings import Settings
 
     settings = Settings()
     db = Database(settings.resolved_database_url(), sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms)
@@ -49,9 +49,9 @@ def serve(
     """Run the API and the clinician web form (SQLite in ./data unless DATABASE_URL is set)."""
     import uvicorn
 
-    from api.auth import admin_count
-    from api.logs import configure_logging
-    from api.settings import Settings
+    from carepath.api.auth import admin_count
+    from carepath.api.logs import configure_logging
+    from carepath.api.settings import Settings
 
     settings = Settings()
     configure_logging(settings.log_level)
@@ -72,7 +72,7 @@ def serve(
     db.dispose()
     _err(f"carepath: serving on http://{host}:{port} (Ctrl-C to stop)")
     uvicorn.run(
-        "api.app:app_from_env",
+        "carepath.api.app:app_from_env",
         factory=True,
         host=host,
         port=port,
@@ -104,7 +104,7 @@ def users_add(
     ] = False,
 ) -> None:
     """Create a user. Password: --password-stdin, $CAREPATH_PASSWORD, piped stdin, or a prompt."""
-    from api.auth import AccountError, create_user
+    from carepath.api.auth import AccountError, create_user
 
     password = _read_password(password_stdin)
     db = _database()
@@ -126,7 +126,7 @@ def users_token(
     label: Annotated[str, typer.Option(help="What the token is for (shown in listings).")] = "api",
 ) -> None:
     """Mint an API token (printed once on stdout; only its hash is stored)."""
-    from api.auth import AccountError, mint_token
+    from carepath.api.auth import AccountError, mint_token
 
     db = _database()
     try:
@@ -143,7 +143,7 @@ def users_token(
 @users_app.command("list")
 def users_list() -> None:
     """List users: id, email, role, organisation, active."""
-    from api.auth import list_users
+    from carepath.api.auth import list_users
 
     db = _database()
     try:
@@ -156,7 +156,7 @@ def users_list() -> None:
 @users_app.command("disable")
 def users_disable(email: Annotated[str, typer.Argument(help="The user's email.")]) -> None:
     """Disable a user and revoke their API tokens."""
-    from api.auth import AccountError, disable_user
+    from carepath.api.auth import AccountError, disable_user
 
     db = _database()
     try:
@@ -172,7 +172,7 @@ def users_disable(email: Annotated[str, typer.Argument(help="The user's email.")
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Recompute the hash chain; exit 1 and name the first broken row if it was tampered with."""
-    from api.audit import verify_chain
+    from carepath.api.audit import verify_chain
 
     db = _database()
     try:

@@ -30,7 +30,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from api.records import (
+from carepath.api.records import (
     AuditEntry,
     NewOverride,
     NewPlan,

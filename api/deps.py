@@ -20,15 +20,15 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from api.auth import principal_for_bearer, principal_for_session
-from api.errors import AuthRequired, CsrfFailed, Forbidden, request_id_of
-from api.policy import AUDITED, allowed
-from api.records import Principal
-from api.runtime import Runtime
-from api.security import csrf_for_login, csrf_for_session, csrf_matches
-from api.service import Caller, PlanService
-from api.settings import LOGIN_CSRF_COOKIE, SESSION_COOKIE
-from engine.intake import MAX_INTAKE_BYTES
+from carepath.api.auth import principal_for_bearer, principal_for_session
+from carepath.api.errors import AuthRequired, CsrfFailed, Forbidden, request_id_of
+from carepath.api.policy import AUDITED, allowed
+from carepath.api.records import Principal
+from carepath.api.runtime import Runtime
+from carepath.api.security import csrf_for_login, csrf_for_session, csrf_matches
+from carepath.api.service import Caller, PlanService
+from carepath.api.settings import LOGIN_CSRF_COOKIE, SESSION_COOKIE
+from carepath.engine.intake import MAX_INTAKE_BYTES
 
 __all__ = [
     "RuntimeDep",

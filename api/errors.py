@@ -26,8 +26,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from engine import IntakeError
-from engine.errors import FieldProblem, problems_from_validation
+from carepath.engine import IntakeError
+from carepath.engine.errors import FieldProblem, problems_from_validation
 
 __all__ = [
     "ServiceError",

@@ -28,7 +28,7 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.questionnaire import Questionnaire
 from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 
-from api.intake_fields import (
+from carepath.api.intake_fields import (
     FIELD_BY_PATH,
     GROUPS,
     NONE_OPTION,
@@ -37,8 +37,8 @@ from api.intake_fields import (
     list_answer,
     set_path,
 )
-from engine import CarePlan, FieldProblem, Intake, IntakeError, parse_intake_obj
-from engine.plan import Alert, CitationOut, Item, MissingInfo
+from carepath.engine import CarePlan, FieldProblem, Intake, IntakeError, parse_intake_obj
+from carepath.engine.plan import Alert, CitationOut, Item, MissingInfo
 
 __all__ = [
     "CODE_SYSTEM",
@@ -82,7 +82,7 @@ class FhirInputError(IntakeError):
 
 @cache
 def code_labels() -> dict[str, str]:
-    from engine import RulePackError, load_rulepack
+    from carepath.engine import RulePackError, load_rulepack
 
     try:
         return {code: c.label for code, c in load_rulepack().codes.items()}
@@ -529,8 +529,8 @@ def _build_router() -> Any:
     from fastapi import APIRouter, Depends
     from fastapi.responses import JSONResponse
 
-    from api.deps import PlansDep, allow
-    from api.service import Caller
+    from carepath.api.deps import PlansDep, allow
+    from carepath.api.service import Caller
 
     def plan_fhir(plan_id, caller, plans):  # type: ignore[no-untyped-def]
         view = plans.get(caller, plan_id, action="plan.fhir")

@@ -20,9 +20,9 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
-from engine.errors import FieldProblem
-from engine.intake import Intake
-from engine.labels import field_help, field_label
+from carepath.engine.errors import FieldProblem
+from carepath.engine.intake import Intake
+from carepath.engine.labels import field_help, field_label
 
 __all__ = [
     "FieldSpec",

@@ -14,7 +14,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.logs import access_log, request_id_var
+from carepath.api.logs import access_log, request_id_var
 
 __all__ = ["ServiceMiddleware", "SECURITY_HEADERS", "DEFAULT_CSP"]
 

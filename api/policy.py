@@ -10,7 +10,7 @@ Actions in ``AUDITED`` touch patient data: every attempt, allowed or not, gets a
 
 from __future__ import annotations
 
-from api.records import ROLES, Role
+from carepath.api.records import ROLES, Role
 
 __all__ = ["PERMISSIONS", "AUDITED", "allowed"]
 

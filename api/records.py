@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Literal
 
-from engine import CarePlan, Intake, parse_intake_json
+from carepath.engine import CarePlan, Intake, parse_intake_json
 
 __all__ = [
     "ROLES",

@@ -14,8 +14,8 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from api.errors import ReportsUnavailable
-from engine import CarePlan, Intake, RulePack
+from carepath.api.errors import ReportsUnavailable
+from carepath.engine import CarePlan, Intake, RulePack
 
 __all__ = ["render_html_report", "render_pdf_report", "style_hashes"]
 
@@ -24,7 +24,7 @@ _STYLE = re.compile(r"<style[^>]*>(.*?)</style>", re.DOTALL | re.IGNORECASE)
 
 def _patient(intake: Intake) -> Any:
     try:
-        from reports.patient import patient_from_intake
+        from carepath.reports.patient import patient_from_intake
     except ImportError:
         return intake.patient
     return patient_from_intake(intake)
@@ -44,7 +44,7 @@ def render_html_report(
     plan: CarePlan, intake: Intake, pack: RulePack, audience: str, language: str | None
 ) -> str:
     try:
-        fn = importlib.import_module("reports").render_html
+        fn = importlib.import_module("carepath.reports").render_html
     except (ImportError, AttributeError):
         raise ReportsUnavailable() from None
     try:
@@ -57,7 +57,7 @@ async def render_pdf_report(
     plan: CarePlan, intake: Intake, pack: RulePack, audience: str, language: str | None
 ) -> bytes:
     try:
-        pdf = importlib.import_module("reports.pdf")
+        pdf = importlib.import_module("carepath.reports.pdf")
     except ImportError:
         raise ReportsUnavailable() from None
     fn_async = getattr(pdf, "render_pdf_async", None)

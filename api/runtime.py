@@ -12,11 +12,11 @@ from typing import Any
 
 from fastapi.templating import Jinja2Templates
 
-from api.audit import AuditSink, ChainedAuditSink
-from api.db import Database
-from api.service import PlanService
-from api.settings import Settings
-from engine import Engine, load_rulepack
+from carepath.api.audit import AuditSink, ChainedAuditSink
+from carepath.api.db import Database
+from carepath.api.service import PlanService
+from carepath.api.settings import Settings
+from carepath.engine import Engine, load_rulepack
 
 __all__ = ["Runtime", "build_runtime", "TEMPLATES_DIR", "utc_now"]
 

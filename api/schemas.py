@@ -12,8 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from api.records import OverrideCount, OverrideRecord, PlanRecord, PlanSummary
-from engine import CarePlan, RulePack
+from carepath.api.records import OverrideCount, OverrideRecord, PlanRecord, PlanSummary
+from carepath.engine import CarePlan, RulePack
 
 __all__ = [
     "ErrorBody",

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from api.audit import AuditEvent, AuditSink
-from api.db import Database, Tx, UniqueViolation
-from api.errors import Conflict, EngineRefused, Forbidden, InvalidRequest, NotFound
-from api.policy import AUDITED, allowed
-from api.records import (
+from carepath.api.audit import AuditEvent, AuditSink
+from carepath.api.db import Database, Tx, UniqueViolation
+from carepath.api.errors import Conflict, EngineRefused, Forbidden, InvalidRequest, NotFound
+from carepath.api.policy import AUDITED, allowed
+from carepath.api.records import (
     NewOverride,
     NewPlan,
     OverrideCount,
@@ -36,9 +36,9 @@ from api.records import (
     User,
     is_plan_id,
 )
-from engine import CarePlan, Engine, Intake, IntakeError, parse_intake_json, parse_intake_obj
-from engine.errors import CarepathError, FieldProblem
-from engine.intake import canonical_intake_json
+from carepath.engine import CarePlan, Engine, Intake, IntakeError, parse_intake_json, parse_intake_obj
+from carepath.engine.errors import CarepathError, FieldProblem
+from carepath.engine.intake import canonical_intake_json
 
 __all__ = ["Caller", "PlanService", "PlanView", "OverrideRequest", "new_plan_id", "IDEMPOTENCY_KEY_MAX"]
 

@@ -32,9 +32,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.deps import PlansDep, RuntimeDep, allow, csrf_token
-from api.errors import AuthRequired, Conflict, EngineRefused, InvalidRequest
-from api.intake_fields import (
+from carepath.api.deps import PlansDep, RuntimeDep, allow, csrf_token
+from carepath.api.errors import AuthRequired, Conflict, EngineRefused, InvalidRequest
+from carepath.api.intake_fields import (
     FIELD_BY_PATH,
     FIELDS,
     GROUPS,
@@ -43,15 +43,15 @@ from api.intake_fields import (
     field_for_problem,
     form_values,
 )
-from api.intake_fields import intake_from_form as fields_to_intake
-from api.policy import allowed
-from api.records import PlanRecord
-from api.schemas import OverrideIn
-from api.service import Caller, OverrideRequest, PlanService, PlanView
-from api.settings import SESSION_COOKIE
-from engine import IntakeError, parse_intake_obj
-from engine.errors import FieldProblem, problems_from_validation
-from engine.labels import field_label
+from carepath.api.intake_fields import intake_from_form as fields_to_intake
+from carepath.api.policy import allowed
+from carepath.api.records import PlanRecord
+from carepath.api.schemas import OverrideIn
+from carepath.api.service import Caller, OverrideRequest, PlanService, PlanView
+from carepath.api.settings import SESSION_COOKIE
+from carepath.engine import IntakeError, parse_intake_obj
+from carepath.engine.errors import FieldProblem, problems_from_validation
+from carepath.engine.labels import field_label
 
 __all__ = ["router", "STATIC_DIR", "STYLESHEET"]
 
@@ -317,7 +317,7 @@ def _plan_page(
 
 
 def _code_labels() -> dict[str, str]:
-    from api.fhir import code_labels
+    from carepath.api.fhir import code_labels
 
     return code_labels()
 

@@ -40,10 +40,10 @@ from datetime import UTC, datetime  # noqa: E402
 from importlib.metadata import version  # noqa: E402
 from typing import Any  # noqa: E402
 
-from engine import Engine, EngineError, Intake, load_rulepack, parse_intake_obj  # noqa: E402
-from engine._durable import DurableRunner  # noqa: E402
-from engine.derive import derive  # noqa: E402
-from engine.ir import ReferenceRunner  # noqa: E402
+from carepath.engine import Engine, EngineError, Intake, load_rulepack, parse_intake_obj  # noqa: E402
+from carepath.engine._durable import DurableRunner  # noqa: E402
+from carepath.engine.derive import derive  # noqa: E402
+from carepath.engine.ir import ReferenceRunner  # noqa: E402
 from tests.factories import random_intake  # noqa: E402
 
 STAMP = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

@@ -29,9 +29,9 @@ from pypdf import PdfReader
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine import Engine, load_rulepack, parse_intake_obj  # noqa: E402
-from reports import patient_from_intake, render_html  # noqa: E402
-from reports.pdf import html_to_pdf  # noqa: E402
+from carepath.engine import Engine, load_rulepack, parse_intake_obj  # noqa: E402
+from carepath.reports import patient_from_intake, render_html  # noqa: E402
+from carepath.reports.pdf import html_to_pdf  # noqa: E402
 
 FIXED = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 CHROMIUM_FLAGS = (

@@ -3,11 +3,11 @@
 Pure: no web, database, template or PDF imports. The public door is this module.
 """
 
-from engine.errors import CarepathError, EngineError, FieldProblem, IntakeError, RulePackError
-from engine.evaluate import Engine, check_plan
-from engine.intake import Intake, intake_sha256, parse_intake_json, parse_intake_obj
-from engine.plan import DRAFT_NOTICE, CarePlan
-from engine.rulepack import RulePack, load_rulepack
+from .errors import CarepathError, EngineError, FieldProblem, IntakeError, RulePackError
+from .evaluate import Engine, check_plan
+from .intake import Intake, intake_sha256, parse_intake_json, parse_intake_obj
+from .plan import DRAFT_NOTICE, CarePlan
+from .rulepack import RulePack, load_rulepack
 
 __all__ = [
     "CarePlan",

@@ -21,11 +21,11 @@ from typing import Any
 
 from durable import engine as durable_engine
 
-from engine.compile import FLAG_TAG, INTAKE_TAG, compile_pack
-from engine.derive import Facts
-from engine.errors import EngineError
-from engine.ir import Firing, matched_facts
-from engine.rulepack import PackRule, RulePack
+from .compile import FLAG_TAG, INTAKE_TAG, compile_pack
+from .derive import Facts
+from .errors import EngineError
+from .ir import Firing, matched_facts
+from .rulepack import PackRule, RulePack
 
 __all__ = ["DurableRunner"]
 

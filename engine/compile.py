@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.rulepack import RulePack
-from engine.rulespec import All, AnyOf, Cond, FlagRef, Not, Test
+from .rulepack import RulePack
+from .rulespec import All, AnyOf, Cond, FlagRef, Not, Test
 
 __all__ = ["compile_pack", "compile_condition", "INTAKE_TAG", "FLAG_TAG"]
 

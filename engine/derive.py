@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from engine import facts as T
-from engine.intake import Intake
+from . import facts as T
+from .intake import Intake
 
 __all__ = ["derive", "Facts"]
 

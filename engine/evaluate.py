@@ -10,14 +10,14 @@ import hashlib
 from datetime import datetime
 from typing import Literal, Protocol
 
-from engine.derive import Facts, derive
-from engine.errors import EngineError
-from engine.explain import missing_information, trace_of, why_not_recommended
-from engine.intake import Intake, intake_sha256
-from engine.ir import Firing, ReferenceRunner
-from engine.pathway import build_alerts, build_phases, choose_level, emissions
-from engine.plan import CarePlan, RulesetRef
-from engine.rulepack import RulePack
+from .derive import Facts, derive
+from .errors import EngineError
+from .explain import missing_information, trace_of, why_not_recommended
+from .intake import Intake, intake_sha256
+from .ir import Firing, ReferenceRunner
+from .pathway import build_alerts, build_phases, choose_level, emissions
+from .plan import CarePlan, RulesetRef
+from .rulepack import RulePack
 
 __all__ = ["Engine", "Runner", "check_plan"]
 
@@ -37,7 +37,7 @@ class Engine:
             self.runner_name = type(runner).__name__
             self._runner = runner
         elif runner == "durable":
-            from engine._durable import DurableRunner
+            from ._durable import DurableRunner
 
             self.runner_name = runner
             self._runner = DurableRunner(pack)

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from engine.derive import Facts
-from engine.facts import FACTS
-from engine.intake import FIELD_PATHS, FIELD_PREREQUISITES
-from engine.ir import Firing, holds, holds3, why_not
-from engine.labels import field_label
-from engine.plan import Item, MissingInfo, NotRecommended, TraceEntry
-from engine.rulepack import PackRule, RulePack
-from engine.rulespec import All
+from .derive import Facts
+from .facts import FACTS
+from .intake import FIELD_PATHS, FIELD_PREREQUISITES
+from .ir import Firing, holds, holds3, why_not
+from .labels import field_label
+from .plan import Item, MissingInfo, NotRecommended, TraceEntry
+from .rulepack import PackRule, RulePack
+from .rulespec import All
 
 __all__ = ["trace_of", "missing_information", "why_not_recommended"]
 

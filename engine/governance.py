@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date
 from typing import Any
 
-from engine.derive import derive
-from engine.facts import FACTS
-from engine.intake import Intake, parse_intake_obj
-from engine.ir import ReferenceRunner
-from engine.rulepack import RulePack
+from .derive import derive
+from .facts import FACTS
+from .intake import Intake, parse_intake_obj
+from .ir import ReferenceRunner
+from .rulepack import RulePack
 
 __all__ = ["Finding", "lint", "example_intake", "run_examples", "diff_packs", "impact"]
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from engine.errors import FieldProblem, IntakeError, problems_from_validation
+from .errors import FieldProblem, IntakeError, problems_from_validation
 
 __all__ = [
     "Intake",

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from engine.derive import Facts
-from engine.rulespec import All, AnyOf, Cond, FlagRef, Not, Test
+from .derive import Facts
+from .rulespec import All, AnyOf, Cond, FlagRef, Not, Test
 
 __all__ = ["Firing", "holds", "holds3", "why_not", "ReferenceRunner", "matched_facts"]
 

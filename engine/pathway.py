@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.errors import EngineError
-from engine.ir import Firing
-from engine.plan import Alert, CitationOut, Item, LevelOfCare, NotRecommended, Phase
-from engine.rulepack import Code, PackRule, RulePack
-from engine.rulespec import PHASES
+from .errors import EngineError
+from .ir import Firing
+from .plan import Alert, CitationOut, Item, LevelOfCare, NotRecommended, Phase
+from .rulepack import Code, PackRule, RulePack
+from .rulespec import PHASES
 
 __all__ = ["Emission", "emissions", "build_alerts", "choose_level", "build_phases", "citations_of"]
 

@@ -15,9 +15,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from engine.errors import RulePackError
-from engine.facts import FACTS
-from engine.rulespec import (
+from .errors import RulePackError
+from .facts import FACTS
+from .rulespec import (
     NUMERIC_OPS,
     Cond,
     Rule,

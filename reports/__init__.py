@@ -14,7 +14,7 @@ de; default en); the clinician draft is English.
 
 from __future__ import annotations
 
-from reports.patient import Patient, patient_from_intake
-from reports.render import AUDIENCES, DOCUMENT_TITLE, render_html
+from carepath.reports.patient import Patient, patient_from_intake
+from carepath.reports.render import AUDIENCES, DOCUMENT_TITLE, render_html
 
 __all__ = ["AUDIENCES", "DOCUMENT_TITLE", "Patient", "patient_from_intake", "render_html"]

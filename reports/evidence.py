@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 
-from engine import CarePlan, RulePack
-from engine.plan import CitationOut
+from carepath.engine import CarePlan, RulePack
+from carepath.engine.plan import CitationOut
 
 __all__ = ["CitingRule", "Evidence", "Source", "Use"]
 

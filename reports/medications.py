@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine import CarePlan
+from carepath.engine import CarePlan
 
 __all__ = ["FAMILIES", "MedRow", "comparison", "choice_is_open"]
 

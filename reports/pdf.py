@@ -16,8 +16,8 @@ from typing import Any
 from weasyprint import HTML
 from weasyprint.urls import URLFetcher, URLFetcherResponse
 
-from engine import CarePlan, RulePack
-from reports.render import render_html
+from carepath.engine import CarePlan, RulePack
+from carepath.reports.render import render_html
 
 __all__ = ["ASSET_SCHEME", "AssetOnlyFetcher", "RefusedURL", "html_to_pdf", "render_pdf", "render_pdf_async"]
 
@@ -50,7 +50,7 @@ def _asset(path: str) -> bytes:
     parts = [p for p in path.split("/") if p]
     if not parts or any(p in (".", "..") or "\\" in p or ":" in p for p in parts):
         raise RefusedURL("bad asset path")
-    node = resources.files("reports").joinpath("static", *parts)
+    node = resources.files("carepath.reports").joinpath("static", *parts)
     if not node.is_file():
         raise RefusedURL("no such packaged asset")
     return node.read_bytes()

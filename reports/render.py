@@ -16,11 +16,11 @@ from babel.dates import format_date
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
-from engine import CarePlan, RulePack, RulePackError, load_rulepack
-from reports import notices
-from reports.i18n import pick_language, translations
-from reports.patient import as_patient
-from reports.view import PHASES, clinician_view, patient_view
+from carepath.engine import CarePlan, RulePack, RulePackError, load_rulepack
+from carepath.reports import notices
+from carepath.reports.i18n import pick_language, translations
+from carepath.reports.patient import as_patient
+from carepath.reports.view import PHASES, clinician_view, patient_view
 
 __all__ = ["AUDIENCES", "DOCUMENT_TITLE", "render_html", "stylesheet"]
 
@@ -33,7 +33,7 @@ DOCUMENT_TITLE = "carepath care-plan draft"  # also the PDF title: never patient
 
 @lru_cache(maxsize=1)
 def stylesheet() -> str:
-    css = resources.files("reports").joinpath("static/report.css").read_text(encoding="utf-8")
+    css = resources.files("carepath.reports").joinpath("static/report.css").read_text(encoding="utf-8")
     if "</" in css:
         raise ValueError("report.css must not contain '</'")
     return css
@@ -42,7 +42,7 @@ def stylesheet() -> str:
 @cache
 def _env(language: str) -> Environment:
     env = Environment(
-        loader=PackageLoader("reports", "templates"),
+        loader=PackageLoader("carepath.reports", "templates"),
         autoescape=True,
         undefined=StrictUndefined,
         extensions=["jinja2.ext.i18n"],

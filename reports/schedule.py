@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from engine import CarePlan
+from carepath.engine import CarePlan
 
 __all__ = ["Visit", "follow_up_schedule"]
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from engine import CarePlan, RulePack
-from engine.facts import FACTS
-from engine.plan import Alert, Item
-from reports.evidence import Evidence
-from reports.helplines import Helpline, helplines_for
-from reports.medications import FAMILIES, MedRow, choice_is_open, comparison
-from reports.patient import Patient
-from reports.schedule import Visit, follow_up_schedule
+from carepath.engine import CarePlan, RulePack
+from carepath.engine.facts import FACTS
+from carepath.engine.plan import Alert, Item
+from carepath.reports.evidence import Evidence
+from carepath.reports.helplines import Helpline, helplines_for
+from carepath.reports.medications import FAMILIES, MedRow, choice_is_open, comparison
+from carepath.reports.patient import Patient
+from carepath.reports.schedule import Visit, follow_up_schedule
 
 __all__ = ["PHASES", "ClinicianView", "PatientView", "clinician_view", "patient_view"]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from engine import Engine, load_rulepack
+from carepath.engine import Engine, load_rulepack
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXED_TIME = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.compile import compile_pack
-from engine.rulepack import RulePack
+from carepath.engine.compile import compile_pack
+from carepath.engine.rulepack import RulePack
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "compiled_rules.json"
 UPDATE = os.environ.get("CAREPATH_UPDATE_GOLDEN") == "1"
@@ -67,7 +67,7 @@ def test_the_cli_prints_the_same_text(pack: RulePack) -> None:
     """The golden copy is what `carepath rules compile` prints, so reviewers can regenerate it either way."""
     from typer.testing import CliRunner
 
-    from api.cli import app
+    from carepath.api.cli import app
 
     result = CliRunner().invoke(app, ["rules", "compile", "--rules-dir", pack.source_dir])
     assert result.exit_code == 0, result.output

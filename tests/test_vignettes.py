@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from engine import parse_intake_obj
+from carepath.engine import parse_intake_obj
 from tests.conftest import FIXED_TIME
 
 HERE = Path(__file__).parent

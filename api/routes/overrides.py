@@ -7,8 +7,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import PlansDep, SummaryReader
-from api.schemas import ErrorBody, OverrideRuleCount, OverrideSummary
+from carepath.api.deps import PlansDep, SummaryReader
+from carepath.api.schemas import ErrorBody, OverrideRuleCount, OverrideSummary
 
 router = APIRouter(tags=["overrides"])
 

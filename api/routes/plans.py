@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import (
+from carepath.api.deps import (
     PlanLister,
     PlanOverrider,
     PlanReader,
@@ -23,11 +23,11 @@ from api.deps import (
     ReportPdfReader,
     RuntimeDep,
 )
-from api.errors import InvalidRequest
-from api.middleware import DEFAULT_CSP
-from api.records import PlanFilter
-from api.rendering import render_html_report, render_pdf_report, style_hashes
-from api.schemas import (
+from carepath.api.errors import InvalidRequest
+from carepath.api.middleware import DEFAULT_CSP
+from carepath.api.records import PlanFilter
+from carepath.api.rendering import render_html_report, render_pdf_report, style_hashes
+from carepath.api.schemas import (
     ErrorBody,
     OverrideIn,
     OverrideOut,
@@ -36,8 +36,8 @@ from api.schemas import (
     StoredPlan,
     ValidationErrorBody,
 )
-from api.service import OverrideRequest
-from engine.errors import FieldProblem, problems_from_validation
+from carepath.api.service import OverrideRequest
+from carepath.engine.errors import FieldProblem, problems_from_validation
 
 router = APIRouter(tags=["plans"])  # full paths, no prefix: the access log shows route.path
 

@@ -15,15 +15,15 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from api.auth import login as check_login
-from api.auth import logout as end_session
-from api.deps import RuntimeDep, allow, csrf_token
-from api.errors import CsrfFailed, request_id_of
-from api.records import Principal
-from api.runtime import Runtime
-from api.security import csrf_for_login, csrf_matches
-from api.service import Caller
-from api.settings import LOGIN_CSRF_COOKIE, SESSION_COOKIE
+from carepath.api.auth import login as check_login
+from carepath.api.auth import logout as end_session
+from carepath.api.deps import RuntimeDep, allow, csrf_token
+from carepath.api.errors import CsrfFailed, request_id_of
+from carepath.api.records import Principal
+from carepath.api.runtime import Runtime
+from carepath.api.security import csrf_for_login, csrf_matches
+from carepath.api.service import Caller
+from carepath.api.settings import LOGIN_CSRF_COOKIE, SESSION_COOKIE
 
 router = APIRouter(tags=["session"])
 

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import AnyUser, RulesReader, RuntimeDep
-from api.schemas import ErrorBody, Health, RuleCatalogue
+from carepath.api.deps import AnyUser, RulesReader, RuntimeDep
+from carepath.api.schemas import ErrorBody, Health, RuleCatalogue
 
 router = APIRouter()
 

@@ -24,9 +24,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine import Engine, load_rulepack, parse_intake_obj  # noqa: E402
-from reports import patient_from_intake  # noqa: E402
-from reports.pdf import render_pdf  # noqa: E402
+from carepath.engine import Engine, load_rulepack, parse_intake_obj  # noqa: E402
+from carepath.reports import patient_from_intake  # noqa: E402
+from carepath.reports.pdf import render_pdf  # noqa: E402
 
 STAMP = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 INVENTED = {"name": "Jane Example", "id": "MRN-000123"}

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from api.intake_fields import FIELD_BY_PATH, form_values
+from carepath.api.intake_fields import FIELD_BY_PATH, form_values
 from tests.e2e.conftest import LiveServer, sign_in
 
 # A realistic case: 29-year-old woman, daily fentanyl (smoked and injected), in mild-to-moderate

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-from api.batch import run_batch
-from engine import Engine, EngineError, IntakeError, load_rulepack, parse_intake_json
+from carepath.api.batch import run_batch
+from carepath.engine import Engine, EngineError, IntakeError, load_rulepack, parse_intake_json
 from tests.conftest import FIXED_TIME, ROOT
 from tests.factories import random_intake
 from tests.rulepacks import BASE_RULES, make_pack
@@ -170,7 +170,7 @@ def test_a_missing_input_is_invalid_input(tmp_path: Path) -> None:
 
 
 def test_workers_refuse_a_pack_that_changed_after_the_parent_checked_it(tmp_path: Path) -> None:
-    from api import batch
+    from carepath.api import batch
 
     batch._start_worker(str(make_pack(tmp_path, {})), "0" * 64, FIXED_TIME)
     status, line = batch._evaluate_line((1, _valid(1)[0]))

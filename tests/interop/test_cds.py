@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from api.cds import (
+from carepath.api.cds import (
     HOOK,
     PREFETCH,
     SERVICE_ID,
@@ -17,9 +17,9 @@ from api.cds import (
     discovery,
     parse_hook_request,
 )
-from api.fhir import questionnaire_response
-from engine import parse_intake_obj
-from engine.plan import Alert, CitationOut
+from carepath.api.fhir import questionnaire_response
+from carepath.engine import parse_intake_obj
+from carepath.engine.plan import Alert, CitationOut
 from tests.conftest import FIXED_TIME, ROOT
 
 VIGNETTES = ROOT / "tests" / "vignettes"

@@ -12,7 +12,7 @@ import yaml
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.questionnaire import Questionnaire
 
-from api.fhir import (
+from carepath.api.fhir import (
     CODE_SYSTEM,
     EXT_RECOMMENDATION,
     QUESTIONNAIRE_URL,
@@ -23,9 +23,9 @@ from api.fhir import (
     questionnaire_response,
     questionnaire_response_from_bundle,
 )
-from api.intake_fields import FIELDS
-from engine import IntakeError, parse_intake_obj
-from engine.intake import canonical_intake_json
+from carepath.api.intake_fields import FIELDS
+from carepath.engine import IntakeError, parse_intake_obj
+from carepath.engine.intake import canonical_intake_json
 from tests.conftest import FIXED_TIME, ROOT
 
 VIGNETTES = sorted((ROOT / "tests" / "vignettes").glob("*.yaml"))

@@ -15,8 +15,8 @@ import httpx
 import pytest
 from fhir.resources.R4B.bundle import Bundle
 
-from api.fhir import questionnaire_response
-from api.intake_fields import form_values
+from carepath.api.fhir import questionnaire_response
+from carepath.api.intake_fields import form_values
 from tests.conftest import ROOT
 from tests.service.helpers import PASSWORD, ThreadServer, make_users
 
@@ -26,8 +26,8 @@ EXAMPLE = json.loads((ROOT / "examples" / "intake-fentanyl.json").read_text())
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory, engine):
-    from api.app import create_app
-    from api.settings import Settings
+    from carepath.api.app import create_app
+    from carepath.api.settings import Settings
 
     base = tmp_path_factory.mktemp("interop-http")
     settings = Settings(

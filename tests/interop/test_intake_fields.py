@@ -5,9 +5,16 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from api.intake_fields import FIELD_BY_PATH, FIELDS, GROUPS, field_for_problem, form_values, intake_from_form
-from engine import parse_intake_obj
-from engine.intake import Intake, canonical_intake_json
+from carepath.api.intake_fields import (
+    FIELD_BY_PATH,
+    FIELDS,
+    GROUPS,
+    field_for_problem,
+    form_values,
+    intake_from_form,
+)
+from carepath.engine import parse_intake_obj
+from carepath.engine.intake import Intake, canonical_intake_json
 from tests.conftest import ROOT
 
 VIGNETTES = sorted((ROOT / "tests" / "vignettes").glob("*.yaml"))

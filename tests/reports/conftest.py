@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from engine import parse_intake_obj
-from reports import patient_from_intake
+from carepath.engine import parse_intake_obj
+from carepath.reports import patient_from_intake
 from tests.reports.plans import FIXED_TIME, PATIENT, long_plan
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from engine import CarePlan
+from carepath.engine import CarePlan
 
 FIXED_TIME = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from api.cli import app
+from carepath.api.cli import app
 from tests.reports.helpers import pdf_pages, visible_text
 
 INTAKE = {

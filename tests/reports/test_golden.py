@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from engine import parse_intake_obj
-from reports import patient_from_intake, render_html
-from reports.render import stylesheet
+from carepath.engine import parse_intake_obj
+from carepath.reports import patient_from_intake, render_html
+from carepath.reports.render import stylesheet
 from tests.conftest import FIXED_TIME
 
 ROOT = Path(__file__).resolve().parents[2]

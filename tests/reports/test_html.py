@@ -7,10 +7,10 @@ from datetime import date
 
 import pytest
 
-from reports import render_html
-from reports.notices import PART2_NOTICE
-from reports.render import _env
-from reports.view import PHASES
+from carepath.reports import render_html
+from carepath.reports.notices import PART2_NOTICE
+from carepath.reports.render import _env
+from carepath.reports.view import PHASES
 from tests.reports.helpers import shape, visible_text
 from tests.reports.plans import with_date
 

@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from engine import CarePlan
-from reports import render_html
-from reports.pdf import render_pdf
+from carepath.engine import CarePlan
+from carepath.reports import render_html
+from carepath.reports.pdf import render_pdf
 from tests.reports.helpers import pdf_pages, shape, visible_text
 from tests.reports.payloads import PAYLOADS
 from tests.reports.plans import PATIENT, long_plan_dict

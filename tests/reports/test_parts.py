@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 from datetime import date
 
-from reports import Patient, patient_from_intake
-from reports.medications import choice_is_open, comparison
-from reports.notices import PART2_CITATION, PART2_NOTICE, PART2_REVIEWED_ON
-from reports.patient import as_patient
-from reports.schedule import follow_up_schedule
+from carepath.reports import Patient, patient_from_intake
+from carepath.reports.medications import choice_is_open, comparison
+from carepath.reports.notices import PART2_CITATION, PART2_NOTICE, PART2_REVIEWED_ON
+from carepath.reports.patient import as_patient
+from carepath.reports.schedule import follow_up_schedule
 
 # Changing the notice needs a compliance review: update this hash and PART2_REVIEWED_ON together.
 NOTICE_SHA256 = "d82205a18044f9f45776343d91e26d8ddb44bf13e136af169ec73d755facd9a8"

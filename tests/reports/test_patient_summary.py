@@ -9,11 +9,11 @@ import textstat
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
-from reports import render_html
-from reports.helplines import HELPLINES
-from reports.i18n import LANGUAGES, po_path, translations
-from reports.patient_texts import PATIENT_MSGIDS
-from reports.schedule import _SOONER, _STANDARD
+from carepath.reports import render_html
+from carepath.reports.helplines import HELPLINES
+from carepath.reports.i18n import LANGUAGES, po_path, translations
+from carepath.reports.patient_texts import PATIENT_MSGIDS
+from carepath.reports.schedule import _SOONER, _STANDARD
 from tests.reports.helpers import visible_text
 
 REPORTS = Path(__file__).resolve().parents[2] / "reports"

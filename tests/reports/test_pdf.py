@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from pypdf import PdfReader
 
-from reports.notices import PART2_NOTICE
-from reports.pdf import AssetOnlyFetcher, RefusedURL, html_to_pdf, render_pdf, render_pdf_async
+from carepath.reports.notices import PART2_NOTICE
+from carepath.reports.pdf import AssetOnlyFetcher, RefusedURL, html_to_pdf, render_pdf, render_pdf_async
 from tests.reports.helpers import pdf_pages, squash
 
 

@@ -51,7 +51,7 @@ def sqlite_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 def database(db_url):
-    from api.db import Database
+    from carepath.api.db import Database
 
     db = Database(db_url)
     db.upgrade()
@@ -62,7 +62,7 @@ def database(db_url):
 @pytest.fixture
 def settings_for(tmp_path: Path):
     """Settings for a server: its own data dir and secret; database_url as given."""
-    from api.settings import Settings
+    from carepath.api.settings import Settings
 
     def make(database_url: str | None = None, **extra) -> Settings:
         return Settings(
@@ -81,7 +81,7 @@ def users(database) -> Users:
 
 
 def _serve(settings, engine, **app_kwargs):
-    from api.app import create_app
+    from carepath.api.app import create_app
     from tests.service.helpers import ThreadServer
 
     return ThreadServer(create_app(settings, engine=engine, **app_kwargs))
@@ -115,7 +115,7 @@ def serve_app(settings_for, engine, sqlite_url):
 @pytest.fixture(scope="module")
 def shared_server(tmp_path_factory, engine):
     """One SQLite server for a whole module (tests that each make their own plans)."""
-    from api.settings import Settings
+    from carepath.api.settings import Settings
 
     tmp = tmp_path_factory.mktemp("shared")
     settings = Settings(

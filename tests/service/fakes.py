@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from api.audit import AuditEvent, ChainedAuditSink
-from api.db import Tx
-from api.records import AuditEntry
+from carepath.api.audit import AuditEvent, ChainedAuditSink
+from carepath.api.db import Tx
+from carepath.api.records import AuditEntry
 
 
 class SwitchableAuditSink:

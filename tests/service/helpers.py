@@ -77,14 +77,14 @@ class Users:
 @functools.cache
 def password_hash() -> str:
     """One argon2 hash of PASSWORD per test session (hashing costs ~0.5 s a time)."""
-    from api.security import hash_password
+    from carepath.api.security import hash_password
 
     return hash_password(PASSWORD)
 
 
 def add_account(db: Any, org: str, email: str, role: str) -> Account:
     """A user with PASSWORD and an API token, created through the storage API."""
-    from api.auth import mint_token
+    from carepath.api.auth import mint_token
 
     now = datetime.now(UTC)
     with db.transaction() as tx:
@@ -219,7 +219,7 @@ class ProcessServer:
 
 def sqlite_db_in(data_dir: Path) -> Any:
     """The Database `carepath serve` uses for this data dir (migrated)."""
-    from api.db import Database
+    from carepath.api.db import Database
 
     data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(f"sqlite:///{data_dir / 'carepath.sqlite3'}")

@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from api.audit import verify_chain
-from api.middleware import SECURITY_HEADERS
+from carepath.api.audit import verify_chain
+from carepath.api.middleware import SECURITY_HEADERS
 
 
 def _post(client, account, intake, key=None, path="/v1/plans"):

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from api.app import route_table
-from api.audit import verify_chain
+from carepath.api.app import route_table
+from carepath.api.audit import verify_chain
 from tests.service.test_route_walk import PUBLIC
 
 NOT_IN_MATRIX = {

@@ -10,7 +10,7 @@ import secrets
 
 import httpx
 
-from api.app import route_table
+from carepath.api.app import route_table
 from tests.service.helpers import ProcessServer, make_users, sqlite_db_in
 
 TAG = secrets.token_hex(4)
@@ -214,6 +214,6 @@ def test_no_canary_in_logs_or_error_responses(tmp_path, example_intake):
 
 
 def srv_app():
-    from api.app import create_app
+    from carepath.api.app import create_app
 
     return create_app()

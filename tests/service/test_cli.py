@@ -69,7 +69,7 @@ def test_users_token_is_printed_once_and_works(tmp_path):
 
 
 def test_audit_verify_reports_the_first_broken_link(tmp_path):
-    from api.audit import AuditEvent, ChainedAuditSink
+    from carepath.api.audit import AuditEvent, ChainedAuditSink
 
     data = tmp_path / "data"
     db = sqlite_db_in(data)

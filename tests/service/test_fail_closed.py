@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from api.audit import verify_chain
+from carepath.api.audit import verify_chain
 from tests.service.fakes import SwitchableAuditSink
 from tests.service.helpers import make_users
 

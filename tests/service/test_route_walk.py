@@ -4,7 +4,7 @@ credentials, with a bad token and with a non-bearer scheme."""
 
 from __future__ import annotations
 
-from api.app import create_app, route_table
+from carepath.api.app import create_app, route_table
 
 # The only routes anyone may call without signing in, each with its reason.
 PUBLIC = {

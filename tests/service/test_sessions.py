@@ -94,7 +94,7 @@ def test_browsers_get_a_sign_in_hint_not_json(shared_server):
 def test_disabled_users_lose_access(shared_server, example_intake):
     from datetime import UTC, datetime
 
-    from api.auth import disable_user
+    from carepath.api.auth import disable_user
     from tests.service.helpers import add_account
 
     temp = add_account(shared_server.runtime.db, "clinic-a", "temp@a.example", "clinician")

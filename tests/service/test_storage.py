@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from api.audit import AuditEvent, ChainedAuditSink, verify_chain
-from api.db import UniqueViolation
-from api.records import NewOverride, NewPlan, PlanFilter
-from api.service import new_plan_id
+from carepath.api.audit import AuditEvent, ChainedAuditSink, verify_chain
+from carepath.api.db import UniqueViolation
+from carepath.api.records import NewOverride, NewPlan, PlanFilter
+from carepath.api.service import new_plan_id
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -55,7 +55,7 @@ def test_migrations_match_the_model_and_are_idempotent(database):
 
 
 def test_sqlite_pragmas_on_every_connection(sqlite_url):
-    from api.db import Database
+    from carepath.api.db import Database
 
     db = Database(sqlite_url)
     db.upgrade()

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from engine import parse_intake_obj
-from engine.derive import Facts, derive
-from engine.facts import FACTS
+from carepath.engine import parse_intake_obj
+from carepath.engine.derive import Facts, derive
+from carepath.engine.facts import FACTS
 
 ABSENT = object()
 BASE: dict[str, Any] = {"assessment_date": "2026-01-15", "patient": {"age": 35}}

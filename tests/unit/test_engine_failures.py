@@ -15,11 +15,19 @@ from typing import Any
 import pytest
 import yaml
 
-from engine import Engine, EngineError, Intake, RulePack, RulePackError, load_rulepack, parse_intake_obj
-from engine._durable import DurableRunner
-from engine.derive import derive
-from engine.ir import ReferenceRunner
-from engine.rulepack import PackRule
+from carepath.engine import (
+    Engine,
+    EngineError,
+    Intake,
+    RulePack,
+    RulePackError,
+    load_rulepack,
+    parse_intake_obj,
+)
+from carepath.engine._durable import DurableRunner
+from carepath.engine.derive import derive
+from carepath.engine.ir import ReferenceRunner
+from carepath.engine.rulepack import PackRule
 from tests.conftest import FIXED_TIME
 from tests.factories import random_intake
 from tests.rulepacks import BASE_RULES, make_pack, rule

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from engine import CarePlan
-from engine.intake import MAX_INTAKE_BYTES
+from carepath.engine import CarePlan
+from carepath.engine.intake import MAX_INTAKE_BYTES
 from tests.conftest import ROOT
 
 NAME = "Quentin Canarywood"

@@ -9,9 +9,9 @@ import resource
 
 import pytest
 
-from engine import RulePack, parse_intake_obj
-from engine._durable import DurableRunner
-from engine.derive import derive
+from carepath.engine import RulePack, parse_intake_obj
+from carepath.engine._durable import DurableRunner
+from carepath.engine.derive import derive
 from tests.factories import random_intake
 
 WARM_UP = 2_000

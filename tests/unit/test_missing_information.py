@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from engine import Engine, parse_intake_obj
-from engine.intake import FIELD_PATHS
+from carepath.engine import Engine, parse_intake_obj
+from carepath.engine.intake import FIELD_PATHS
 from tests.conftest import FIXED_TIME
 
 SPARSE: dict[str, Any] = {
@@ -84,7 +84,7 @@ def test_every_listed_field_is_a_contract_field(reference):
 
 
 def test_every_intake_field_has_clinician_wording_and_missing_entries_carry_it(reference):
-    from engine.labels import FIELD_LABELS
+    from carepath.engine.labels import FIELD_LABELS
 
     assert set(FIELD_PATHS) - set(FIELD_LABELS) == set(), "add the label to engine/labels.py"
     found = missing(reference, SPARSE)

@@ -14,10 +14,10 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine import CarePlan, Engine, Intake, intake_sha256, parse_intake_json, parse_intake_obj
-from engine.derive import derive
-from engine.facts import FACTS
-from engine.ir import Firing
+from carepath.engine import CarePlan, Engine, Intake, intake_sha256, parse_intake_json, parse_intake_obj
+from carepath.engine.derive import derive
+from carepath.engine.facts import FACTS
+from carepath.engine.ir import Firing
 from tests.conftest import FIXED_TIME
 from tests.factories import intakes, shuffled
 

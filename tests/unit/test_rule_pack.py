@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from engine import RulePack
+from carepath.engine import RulePack
 
 # ../shared/clinical/knowledge-base.md §12, "Condensed rule table for implementation".
 CONDENSED_TABLE_ROWS = [f"R{n}" for n in range(1, 21)]
