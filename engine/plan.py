@@ -5,6 +5,12 @@ Extensions to the contract (documented in the README): ``jurisdiction`` and
 ``medical`` phase for med.* codes; ``level_of_care.asam_level`` and
 ``adjusted_by_preference``; ``missing_information[].label`` and ``impact`` (safety first);
 ``ruleset.effective_date``.
+
+Plan v2 (contract §2, "Plan v2"): per item ``start``, ``start_condition``, ``cautions`` and
+``superseded``: one item per code, one decision per treatment. carepath's v2 extensions: per
+item ``step`` (where it stands in time order); on the plan ``diagnosis``, ``asam_dimensions``,
+``medication_decision``, ``pathway`` (the items' codes in time order), ``next_visit`` and
+``incomplete`` (core facts unknown).
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "CarePlan",
@@ -26,6 +32,16 @@ __all__ = [
     "TraceEntry",
     "RulesetRef",
     "DRAFT_NOTICE",
+    "Caution",
+    "Superseded",
+    "Diagnosis",
+    "DimensionRating",
+    "MedicationOption",
+    "MedicationDecision",
+    "PathwayStep",
+    "NextVisit",
+    "START_VALUES",
+    "STEPS",
 ]
 
 DRAFT_NOTICE = (
@@ -46,6 +62,22 @@ PhaseName = Literal[
 ]
 
 
+Start = Literal["now", "after_withdrawal", "conditional"]
+START_VALUES: tuple[str, ...] = ("now", "after_withdrawal", "conditional")
+"""now: at this visit or this week; after_withdrawal: once withdrawal management or the
+opioid-free interval is complete; conditional: when ``start_condition`` holds."""
+
+Step = Literal["today", "during_withdrawal", "after_withdrawal", "maintenance", "aftercare"]
+STEPS: dict[str, str] = {
+    "today": "Today",
+    "during_withdrawal": "During withdrawal management",
+    "after_withdrawal": "After withdrawal management",
+    "maintenance": "Maintenance",
+    "aftercare": "Aftercare and follow-up",
+}
+"""The order a plan reads in, with the heading a clinician sees."""
+
+
 class _Out(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -64,6 +96,21 @@ class Alert(_Out):
     citations: list[CitationOut] = Field(min_length=1)
 
 
+class Caution(_Out):
+    """A warning that qualifies a decision; part of the item it is about, never an item itself."""
+
+    text: str
+    rule_ids: list[str] = Field(min_length=1)
+    citations: list[CitationOut] = Field(min_length=1)
+
+
+class Superseded(_Out):
+    """A less specific wording the item's ``text`` replaced (kept for review, never shown as advice)."""
+
+    rule_id: str
+    text: str
+
+
 class Item(_Out):
     code: str
     kind: Kind
@@ -73,6 +120,17 @@ class Item(_Out):
     citations: list[CitationOut] = Field(min_length=1)
     evidence_grade: str
     triggered_by: dict[str, Any] = Field(default_factory=dict)
+    start: Start = "now"
+    start_condition: str | None = None
+    cautions: list[Caution] = Field(default_factory=list)
+    superseded: list[Superseded] = Field(default_factory=list)
+    step: Step = "today"
+
+    @model_validator(mode="after")
+    def _condition_when_not_now(self) -> Item:
+        if self.start != "now" and not self.start_condition:
+            raise ValueError(f"{self.code}: start '{self.start}' needs a start_condition")
+        return self
 
 
 class LevelOfCare(_Out):
@@ -105,6 +163,63 @@ class MissingInfo(_Out):
     floor on the level of care; listed first."""
 
 
+class Diagnosis(_Out):
+    """DSM-5 opioid use disorder as the intake states it, with the ICD-10-CM code it maps to."""
+
+    dsm5_criteria_met: int | None
+    severity: Literal["none", "mild", "moderate", "severe"] | None
+    icd10_cm: str | None
+    """F11.10 mild, F11.20 moderate or severe, F11.11 / F11.21 in remission, F11.13 / F11.23 in
+    withdrawal (DSM-5-TR crosswalk); None when the criteria are not recorded or not met."""
+    text: str
+
+
+class DimensionRating(_Out):
+    """One ASAM dimension (3rd-edition numbering) with its risk rating and the finding behind it."""
+
+    dimension: int = Field(ge=1, le=6)
+    name: str
+    rating: int = Field(ge=0, le=4)
+    finding: str
+
+
+class MedicationOption(_Out):
+    """One medication available in the jurisdiction, with its status for this patient."""
+
+    medication: Literal["methadone", "buprenorphine", "naltrexone", "diamorphine"]
+    label: str
+    status: Literal["recommend", "consider", "later", "avoid", "continue", "not_offered"]
+    code: str | None
+    """The plan item that carries the decision (None when no item speaks of it)."""
+    reason: str
+    start: Start = "now"
+    start_condition: str | None = None
+    preferred: bool = False
+    current: bool = False
+    rule_ids: list[str] = Field(default_factory=list)
+
+
+class MedicationDecision(_Out):
+    preference: str | None
+    """The patient's stated preference (contract ``preferences.medication``), or None."""
+    declined: bool = False
+    """Informed refusal: the patient declines medication now."""
+    note: str | None = None
+    options: list[MedicationOption]
+
+
+class PathwayStep(_Out):
+    step: Step
+    title: str
+    codes: list[str]
+
+
+class NextVisit(_Out):
+    within_days: int = Field(ge=0)
+    on: date
+    reason: str
+
+
 class TraceEntry(_Out):
     rule_id: str
     matched_facts: dict[str, Any]
@@ -131,6 +246,14 @@ class CarePlan(_Out):
     considered_not_recommended: list[NotRecommended]
     missing_information: list[MissingInfo]
     trace: list[TraceEntry]
+    diagnosis: Diagnosis | None = None
+    asam_dimensions: list[DimensionRating] = Field(default_factory=list)
+    medication_decision: MedicationDecision | None = None
+    pathway: list[PathwayStep] = Field(default_factory=list)
+    next_visit: NextVisit | None = None
+    incomplete: list[str] = Field(default_factory=list)
+    """Core facts the intake leaves unknown (severity, dependence or COWS, pregnancy where
+    relevant, current medication): the plan is then marked as built on an incomplete intake."""
 
     def items(self) -> list[Item]:
         return [item for phase in self.phases for item in phase.items]

@@ -11,10 +11,10 @@ import pytest
 
 from carepath.engine import RulePack
 
-# ../shared/clinical/knowledge-base.md §12, "Condensed rule table for implementation".
+# docs/clinical/knowledge-base.md §12, "Condensed rule table for implementation".
 CONDENSED_TABLE_ROWS = [f"R{n}" for n in range(1, 21)]
 
-# ../shared/docs/contract.md §3: the controlled vocabulary (add codes, never rename).
+# docs/contract.md §3: the controlled vocabulary (add codes, never rename).
 CONTRACT_CODES = [
     "loc.early_intervention",
     "loc.outpatient",
