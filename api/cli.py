@@ -200,16 +200,25 @@ def rules_lint(
     rules_dir: Annotated[Path | None, typer.Option()] = None,
     today: Annotated[str | None, typer.Option(help="Date to judge review dates by (default today).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
+    samples: Annotated[
+        int,
+        typer.Option(help="Synthetic intakes searched for co-firing rules without a declared precedence."),
+    ] = 2000,
 ) -> None:
-    """Validate the pack (schema, facts, codes, citations, flags) and list review findings."""
+    """Validate the pack (schema, facts, codes, citations, flags) and list review findings.
+
+    Exits 1 when a finding is an error (e.g. two rules that fire together word a treatment
+    differently at the same rank)."""
     from carepath.engine.governance import lint
 
     pack = _pack(rules_dir)
-    findings = lint(pack, date.fromisoformat(today) if today else date.today())
+    findings = lint(pack, date.fromisoformat(today) if today else date.today(), samples)
     for f in findings:
         if not quiet or f.level != "info":
             typer.echo(str(f))
     typer.echo(f"{pack.id} {pack.version}: {len(pack.rules)} active rules, sha256 {pack.sha256}")
+    if any(f.level == "error" for f in findings):
+        raise typer.Exit(1)
 
 
 @rules_app.command("test")

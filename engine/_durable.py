@@ -55,6 +55,9 @@ class DurableRunner:
     def __init__(self, pack: RulePack) -> None:
         self._name = f"carepath_{pack.sha256[:12]}_{next(_COUNTER)}"
         self._evals: dict[str, _Evaluation] = {}
+        # durable refuses a fact that no rule can match (MessageNotHandled): assert only the
+        # flags some rule joins on
+        self._used_flags = frozenset(flag for r in pack.rules for flag in r.flags)
         actions = {r.id: self._action(r) for r in pack.rules}
         with _LOCK:
             self._host = _Host(actions)
@@ -84,7 +87,8 @@ class DurableRunner:
         facts = {k: c.m[k] for k in rule.facts if k in c.m}
         evaluation.firings[rule.id] = Firing(rule.id, matched_facts(rule.facts, rule.flags, facts))
         for flag in rule.rule.sets:
-            c.assert_fact({"t": FLAG_TAG, "name": flag, "by": rule.id})
+            if flag in self._used_flags:
+                c.assert_fact({"t": FLAG_TAG, "name": flag, "by": rule.id})
 
     def run(self, facts: Facts) -> list[Firing]:
         for key in _RESERVED:

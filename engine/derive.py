@@ -12,7 +12,7 @@ from typing import Any
 from . import facts as T
 from .intake import Intake
 
-__all__ = ["derive", "Facts"]
+__all__ = ["derive", "Facts", "asam_ratings", "DIMENSION_NAMES"]
 
 Facts = dict[str, bool | int | float | str]
 
@@ -210,7 +210,8 @@ def _cows_band(c: int) -> str:
 
 
 def _sedatives(i: Intake) -> dict[str, Any]:
-    benzo, alcohol = i.substance_use.benzodiazepines, i.substance_use.alcohol
+    su = i.substance_use
+    benzo, alcohol = su.benzodiazepines, su.alcohol
     risky = (benzo in ("prescribed", "illicit")) or alcohol == "heavy"
     known_safe = benzo == "none" and alcohol in ("none", "moderate")
     co_use = True if risky else (False if known_safe else None)
@@ -220,7 +221,21 @@ def _sedatives(i: Intake) -> dict[str, Any]:
         seizure_risk = False
     if co_use and seizures:
         seizure_risk = True
-    return {"sedative_co_use": co_use, "sedative_withdrawal_seizure_risk": seizure_risk}
+    return {
+        "sedative_co_use": co_use,
+        "sedative_withdrawal_seizure_risk": seizure_risk,
+        "sedative_dependence": _sedative_dependence(benzo, su.benzodiazepine_daily_use, alcohol),
+    }
+
+
+def _sedative_dependence(benzo: str | None, daily: bool | None, alcohol: str | None) -> bool | None:
+    """Daily benzodiazepines or heavy drinking: stopping can cause first-ever seizures (F-84;
+    review 2026-12 §0 #5). Unknown while benzodiazepines are used and daily use is not recorded."""
+    benzo_dependent = None if benzo is None else (benzo != "none" and daily)
+    if benzo_dependent is None and benzo not in (None, "none") and daily is False:
+        benzo_dependent = False
+    alcohol_dependent = None if alcohol is None else alcohol == "heavy"
+    return _any_of(benzo_dependent, alcohol_dependent)
 
 
 def _long_acting(i: Intake) -> bool | None:
@@ -233,22 +248,44 @@ def _long_acting(i: Intake) -> bool | None:
     return False
 
 
+def _slow_to_clear(i: Intake) -> bool:
+    """Methadone, buprenorphine or fentanyl, or not known: the long withdrawal and naltrexone
+    intervals apply (F-25, F-26, F-58; the safe side when the opioids are not recorded)."""
+    used = i.substance_use.opioids
+    if _long_acting(i) is not False:
+        return True
+    return bool(used and "fentanyl" in used)
+
+
 def _timing(i: Intake) -> dict[str, Any]:
     hours = i.substance_use.last_use_hours
     long_acting = _long_acting(i)
-    cows = i.substance_use.cows_score
     gate = T.BUP_GATE_LONG_ACTING_H if long_acting else T.BUP_GATE_SHORT_ACTING_H
-    washout = T.NALTREXONE_WASHOUT_LONG_H if long_acting else T.NALTREXONE_WASHOUT_SHORT_H
     on_agonist = i.current_treatment.moud in ("methadone", "buprenorphine")
-    resolved = None
-    if hours is not None:
-        resolved = hours > T.WITHDRAWAL_OVER_H and (cows is None or cows < T.COWS_BUPRENORPHINE_START)
+    slow = _slow_to_clear(i)
+    interval_h = T.NALTREXONE_WASHOUT_LONG_H if slow else T.NALTREXONE_WASHOUT_SHORT_H
+    washout_met = False if on_agonist else (None if hours is None else hours >= interval_h)
     return {
         "long_acting_opioid_exposure": long_acting,
         "buprenorphine_time_gate_met": None if hours is None else hours >= gate,
-        "withdrawal_resolved": resolved,
-        "naltrexone_washout_met": (False if on_agonist else (None if hours is None else hours >= washout)),
+        "withdrawal_resolved": _withdrawal_resolved(hours, i.substance_use.cows_score, slow),
+        "naltrexone_interval_days": None if washout_met is None else interval_h // 24,
+        "naltrexone_washout_met": washout_met,
     }
+
+
+def _withdrawal_resolved(hours: float | None, cows: int | None, slow: bool) -> bool | None:
+    """Withdrawal is over only when enough time has passed AND a measured COWS is below 8.
+
+    Unmeasured COWS leaves it unknown (never "no withdrawal"), so no plan says "withdrawal has
+    passed" without an assessment (review 2026-12 §0 #1, S1)."""
+    if hours is None:
+        return None
+    if cows is not None and cows >= T.COWS_BUPRENORPHINE_START:
+        return False
+    if hours <= (T.WITHDRAWAL_OVER_LONG_ACTING_H if slow else T.WITHDRAWAL_OVER_H):
+        return False
+    return None if cows is None else True
 
 
 def _treatment(i: Intake) -> dict[str, Any]:
@@ -261,12 +298,24 @@ def _treatment(i: Intake) -> dict[str, Any]:
         high_methadone = moud == "methadone" and (ct.dose_mg or 0) > T.METHADONE_SWITCH_MAX_MG
     return {
         "current_moud": moud,
+        "adequate_moud_dose": _adequate_dose(moud, ct.dose_mg),
         "on_moud": None if moud is None else moud != "none",
         "moud_dose_mg": ct.dose_mg,
         "months_on_moud": ct.months_on_moud,
         "moud_stable": ct.stable,
         "on_high_dose_methadone": high_methadone,
     }
+
+
+def _adequate_dose(moud: str | None, dose: float | None) -> bool | None:
+    """Maintenance dose in the usual effective range (F-46: methadone 60-120 mg; F-51:
+    buprenorphine 16 mg/day or more); unknown without a dose, not applicable to naltrexone."""
+    floor = {"methadone": T.METHADONE_ADEQUATE_MG, "buprenorphine": T.BUPRENORPHINE_ADEQUATE_MG}.get(
+        str(moud)
+    )
+    if floor is None or dose is None:
+        return None
+    return dose >= floor
 
 
 def _history(i: Intake) -> dict[str, Any]:
@@ -342,9 +391,11 @@ def _drug_key(name: str) -> str:
     return name.strip().lower().replace("'", "").replace(" ", "_").replace("-", "_")
 
 
-def _interactions(names: list[str]) -> dict[str, bool]:
+def _interactions(names: list[str]) -> dict[str, Any]:
     drugs = {_drug_key(n) for n in names}
+    qt = sorted(drugs & QT_PROLONGING)
     return {
+        "qt_prolonging_drugs": ", ".join(qt) if qt else None,
         "takes_methadone_level_lowering_drug": bool(drugs & METHADONE_LEVEL_LOWERING),
         "takes_methadone_level_raising_drug": bool(drugs & METHADONE_LEVEL_RAISING),
         "takes_qt_prolonging_drug": bool(drugs & QT_PROLONGING),
@@ -402,7 +453,22 @@ def _overdose(i: Intake) -> dict[str, Any]:
         su.route == "injection",
         bool(su.xylazine_exposure),
     ]
-    return {"loss_of_tolerance": lost, "overdose_risk_factors": sum(factors)}
+    return {
+        "loss_of_tolerance": lost,
+        "recent_loss_of_tolerance": _recent_loss(i, lost, released),
+        "overdose_risk_factors": sum(factors),
+    }
+
+
+def _recent_loss(i: Intake, lost: bool | None, released: bool | None) -> bool | None:
+    """Tolerance lost within the last 4 weeks (after detox, release, or under 28 days opioid-free):
+    the window of highest overdose risk (F-82). Months of remission keep the warning, not the alarm."""
+    if lost is not True:
+        return lost
+    if i.stage == "post_withdrawal" or released:
+        return True
+    hours = i.substance_use.last_use_hours
+    return None if hours is None else hours <= T.RECENT_ABSTINENCE_DAYS * 24
 
 
 def _lost_tolerance(i: Intake, released: bool | None, abstinent: bool | None) -> bool | None:
@@ -437,72 +503,129 @@ _PARTS: tuple[Callable[[Intake], dict[str, Any]], ...] = (
 
 # --- ASAM dimensions (F-39, design inference; F-34 S42 for the 0-4 scale) -----------------
 
+DIMENSION_NAMES = {
+    1: "Acute intoxication and withdrawal potential",
+    2: "Biomedical conditions and complications",
+    3: "Emotional, behavioural or cognitive conditions",
+    4: "Readiness to change",
+    5: "Relapse, continued use or continued problem potential",
+    6: "Recovery and living environment",
+}
+"""ASAM Criteria 3rd-edition dimension numbering (F-34); the codes use 3rd-edition levels."""
+
+Rating = tuple[int, str]
+
 
 def _asam_dimensions(f: Facts) -> dict[str, int]:
-    dims = {
-        "asam_d1": _d1(f),
-        "asam_d2": _d2(f),
-        "asam_d3": _d3(f),
-        "asam_d4": _d4(f),
-        "asam_d5": _d5(f),
-        "asam_d6": _d6(f),
-    }
-    dims["safety_dimension_max"] = max(dims["asam_d1"], dims["asam_d2"], dims["asam_d3"])
+    ratings = asam_ratings(f)
+    dims = {f"asam_d{n}": rating for n, (rating, _) in ratings.items()}
+    dims["safety_dimension_max"] = max(ratings[1][0], ratings[2][0], ratings[3][0])
     return dims
 
 
-def _d1(f: Facts) -> int:
+def asam_ratings(f: Facts) -> dict[int, Rating]:
+    """Each dimension's risk (0-4) and the finding behind it, in the clinician's words."""
+    return {1: _d1(f), 2: _d2(f), 3: _d3(f), 4: _d4(f), 5: _d5(f), 6: _d6(f)}
+
+
+def _cows(f: Facts) -> str:
+    return f"COWS {f['cows_score']}" if "cows_score" in f else "COWS not measured"
+
+
+def _d1(f: Facts) -> Rating:
     seizure = f.get("sedative_withdrawal_seizure_risk") is True
+    dependent = f.get("sedative_dependence") is True
+    withdrawing = f.get("stage") == "in_withdrawal"
     band = f.get("cows_band")
     if seizure and band == "severe":
-        return 4
-    if seizure or band == "severe":
-        return 3
-    if band in ("moderate", "moderately_severe") or (band is None and f.get("stage") == "in_withdrawal"):
-        return 2
-    return 1 if band == "mild" else 0
+        return 4, f"Severe opioid withdrawal ({_cows(f)}) with sedative/alcohol withdrawal-seizure history"
+    if seizure:
+        return 3, "Sedative or alcohol co-use with a history of withdrawal seizures or delirium"
+    if band == "severe":
+        return 3, f"Severe opioid withdrawal ({_cows(f)})"
+    if dependent and withdrawing:
+        return 3, "In withdrawal with daily benzodiazepine use or heavy drinking (seizure risk on stopping)"
+    if band in ("moderate", "moderately_severe"):
+        return 2, f"Moderate opioid withdrawal ({_cows(f)})"
+    if dependent:
+        return 2, "Daily benzodiazepine use or heavy drinking: withdrawal risk if stopped"
+    if band is None and withdrawing:
+        return 2, "In withdrawal; COWS not measured"
+    if band == "mild":
+        return 1, f"Mild opioid withdrawal ({_cows(f)})"
+    return 0, f"No withdrawal signs ({_cows(f)})" if band else "No withdrawal recorded"
 
 
-def _d2(f: Facts) -> int:
+def _d2(f: Facts) -> Rating:
     if f.get("hepatic_impairment") == "severe":
-        return 3
-    if f.get("qtc_band") == "prolonged" or f.get("hepatic_impairment") == "moderate":
-        return 2
-    flags = ("pregnant", "hiv", "hcv", "chronic_pain", "upcoming_surgery")
-    return 1 if any(f.get(k) is True for k in flags) else 0
+        return 3, "Severe hepatic impairment (Child-Pugh C)"
+    if f.get("qtc_band") == "prolonged":
+        return 2, f"QTc {f.get('qtc_ms')} ms (over 500)"
+    if f.get("hepatic_impairment") == "moderate":
+        return 2, "Moderate hepatic impairment (Child-Pugh B)"
+    flags = {
+        "pregnant": "pregnancy",
+        "hiv": "HIV",
+        "hcv": "hepatitis C",
+        "chronic_pain": "chronic pain",
+        "upcoming_surgery": "surgery planned",
+    }
+    found = [label for key, label in flags.items() if f.get(key) is True]
+    if found:
+        return 1, "Stable medical needs: " + ", ".join(found)
+    return 0, "No biomedical complications recorded"
 
 
-def _d3(f: Facts) -> int:
+def _d3(f: Facts) -> Rating:
     si = f.get("suicidal_ideation")
-    if si == "active_with_plan" or f.get("recent_suicide_attempt") is True:
-        return 4
+    if si == "active_with_plan":
+        return 4, "Active suicidal ideation with a plan"
+    if f.get("recent_suicide_attempt") is True:
+        return 4, "Recent suicide attempt"
     if si == "active_no_plan":
-        return 3
-    if si == "passive" or f.get("severe_mental_illness") is True:
-        return 2
-    return 1 if f.get("has_psychiatric_condition") is True else 0
+        return 3, "Active suicidal ideation without a plan"
+    if si == "passive":
+        return 2, "Passive suicidal ideation"
+    if f.get("severe_mental_illness") is True:
+        return 2, "Serious mental illness (psychosis or bipolar disorder)"
+    if f.get("has_psychiatric_condition") is True:
+        return 1, "Co-occurring psychiatric condition, no suicidal ideation recorded"
+    return 0, "No co-occurring psychiatric condition recorded"
 
 
-def _d4(f: Facts) -> int:
-    return {"precontemplation": 3, "contemplation": 2, "preparation": 1}.get(str(f.get("readiness")), 0)
+def _d4(f: Facts) -> Rating:
+    stage = f.get("readiness")
+    rating = {"precontemplation": 3, "contemplation": 2, "preparation": 1}.get(str(stage), 0)
+    return rating, f"Stage of change: {stage}" if stage else "Stage of change not recorded"
 
 
-def _d5(f: Facts) -> int:
+def _d5(f: Facts) -> Rating:
     if f.get("repeated_outpatient_failure") is True:
-        return 3
+        n = f.get("relapses_after_outpatient")
+        return 3, f"{n} relapses after outpatient care"
     if f.get("stage") == "remission":
-        return 0
-    risky = f.get("frequency") == "daily" or int(f.get("overdoses_last_year", 0)) > 0
-    return 2 if risky else 1
+        return 0, "In remission"
+    overdoses = int(f.get("overdoses_last_year", 0))
+    if f.get("frequency") == "daily" or overdoses > 0:
+        why = "daily use" if f.get("frequency") == "daily" else f"{overdoses} overdose(s) in the last year"
+        return 2, f"Continued use: {why}"
+    return 1, "Use not daily; no repeated relapse recorded"
 
 
-def _d6(f: Facts) -> int:
+def _d6(f: Facts) -> Rating:
     homeless = f.get("housing") == "homeless"
     unsafe_home = f.get("home_supports_recovery") is False
-    if homeless and (unsafe_home or f.get("support_system") == "none"):
-        return 4
-    if homeless or unsafe_home:
-        return 3
-    if f.get("housing") == "unstable" or f.get("support_system") == "none":
-        return 2
-    return 1 if f.get("support_system") == "limited" else 0
+    no_support = f.get("support_system") == "none"
+    if homeless and (unsafe_home or no_support):
+        return 4, "Homeless without support" if no_support else "Homeless; home does not support recovery"
+    if homeless:
+        return 3, "Homeless"
+    if unsafe_home:
+        return 3, "Home does not support recovery (others using, or violence)"
+    if f.get("housing") == "unstable":
+        return 2, "Unstable housing"
+    if no_support:
+        return 2, "No support system"
+    if f.get("support_system") == "limited":
+        return 1, "Limited support"
+    return 0, "Stable housing and support" if f.get("housing") else "Living situation not recorded"

@@ -15,7 +15,8 @@ from typing import Literal
 
 __all__ = ["Fact", "FACTS", "FactType", "threshold"]
 
-FactType = Literal["bool", "int", "number", "enum"]
+FactType = Literal["bool", "int", "number", "enum", "text"]
+"""``text`` facts are for wordings only (``{fact}`` in a rule text); rules cannot test them."""
 
 # --- thresholds (each with its source) -------------------------------------------------
 DSM5_MILD_MIN = 2  # F-01, S23: >=2 of 11 criteria = OUD; 2-3 mild
@@ -28,14 +29,20 @@ COWS_SEVERE_ABOVE = 36  # F-27, S24: >36 severe
 COWS_BUPRENORPHINE_START = 8  # F-28, S39: start buprenorphine at COWS >= 8
 BUP_GATE_SHORT_ACTING_H = 12  # F-24, S02 p.6: 12-18 h after a short-acting opioid
 BUP_GATE_LONG_ACTING_H = 24  # F-24, S02 p.6: 24-48 h after a long-acting opioid
-WITHDRAWAL_OVER_H = 72  # F-51, S39: withdrawal often finished >72 h after last use
+WITHDRAWAL_OVER_H = 72  # F-51, S39: withdrawal often finished >72 h after last use (short-acting)
+WITHDRAWAL_OVER_LONG_ACTING_H = 7 * 24  # F-25 S41 (long-acting: onset 30-72 h, lasts ~10 days),
+# F-26 S39 (fentanyl onset variable, can be >72 h); review 2026-12 §1.2: 5-7 days (design inference)
 NALTREXONE_WASHOUT_SHORT_H = 7 * 24  # F-58, S27: opioid-free 7-10 days (short-acting)
 NALTREXONE_WASHOUT_LONG_H = 14 * 24  # F-55/F-58, S02 p.10, S27: 7-14 days after bup/methadone
+# fentanyl: F-26 S40 (metabolites cleared over ~13 days): the long interval (design inference)
+RECENT_ABSTINENCE_DAYS = 28  # F-82, S32: overdose risk stays raised to at least week 4
 QTC_BORDERLINE_MIN = 450  # F-48, S30 rec 4: 450-500 ms discuss and monitor
 QTC_PROLONGED_ABOVE = 500  # F-48, S30 rec 4: >500 ms consider alternative therapy
 RELEASE_HIGH_RISK_DAYS = 28  # F-82, S32: risk raised to at least week 4 after release
 OLDER_ADULT_AGE = 65  # F-80, S31: age >= 65 is a naloxone risk factor
 METHADONE_LOW_START_AGE = 60  # F-46, S16 (Canada via NIDA): age >= 60 lower start
+METHADONE_ADEQUATE_MG = 60  # F-46, S16: usual maintenance 60-120 mg
+BUPRENORPHINE_ADEQUATE_MG = 16  # F-51, S39: usually 16-32 mg/day
 METHADONE_SWITCH_MAX_MG = 40  # F-55, S02 p.10: methadone->buprenorphine best below 30-40 mg
 REPEATED_RELAPSE_MIN = 2  # F-39 / R18 (design inference): >=2 relapses after outpatient
 CHILDBEARING_MAX_AGE = 55  # F-07, S01 p.3 (design inference: age band for pregnancy testing)
@@ -221,6 +228,13 @@ _TABLE: list[Fact] = [
         "substance_use.benzodiazepines substance_use.alcohol medical.withdrawal_seizure_history",
         cite="F-84 S01 p.6",
     ),
+    _f(
+        "sedative_dependence",
+        "bool",
+        "Daily benzodiazepine use or heavy drinking: stopping can cause seizures even without a history",
+        "substance_use.benzodiazepine_daily_use substance_use.benzodiazepines substance_use.alcohol",
+        cite="F-84 S16, S01 p.6; review 2026-12 §0 #5 (design inference)",
+    ),
     # timing
     _f(
         "buprenorphine_time_gate_met",
@@ -232,14 +246,24 @@ _TABLE: list[Fact] = [
     _f(
         "withdrawal_resolved",
         "bool",
-        "> 72 h since last use and no objective withdrawal (COWS < 8 or not measured)",
-        "substance_use.last_use_hours substance_use.cows_score",
-        cite="F-51 S39",
+        "Withdrawal is over: > 72 h since a short-acting opioid (> 7 days after methadone, "
+        "buprenorphine or fentanyl) AND a measured COWS under 8; unknown when COWS was not measured",
+        "substance_use.last_use_hours substance_use.cows_score substance_use.opioids current_treatment.moud",
+        cite="F-51 S39; F-25 S41; F-26 S39/S40",
+    ),
+    _f(
+        "naltrexone_interval_days",
+        "int",
+        "Opioid-free days needed before naltrexone: 7 after short-acting opioids only, 14 after "
+        "methadone, buprenorphine or fentanyl (or when the opioids are not recorded)",
+        "substance_use.opioids current_treatment.moud",
+        cite="F-58 S27; F-55 S02 p.10; F-26 S40 (fentanyl: design inference)",
     ),
     _f(
         "naltrexone_washout_met",
         "bool",
-        "Opioid-free >= 7 days (short-acting) or >= 14 days (methadone/buprenorphine)",
+        "Opioid-free for the naltrexone interval (7 days short-acting; 14 days methadone, "
+        "buprenorphine or fentanyl)",
         "substance_use.last_use_hours substance_use.opioids current_treatment.moud",
         cite="F-58 S27; F-55 S02 p.10",
     ),
@@ -259,6 +283,13 @@ _TABLE: list[Fact] = [
         "Months on current MOUD",
         "current_treatment.months_on_moud",
         unit="months",
+    ),
+    _f(
+        "adequate_moud_dose",
+        "bool",
+        "Current agonist dose in the usual effective range (methadone >= 60 mg, buprenorphine >= 16 mg)",
+        "current_treatment.dose_mg current_treatment.moud",
+        cite="F-46 S16; F-51 S39",
     ),
     _f("moud_stable", "bool", "Stable on MOUD (no illicit use, engaged)", "current_treatment.stable"),
     _f(
@@ -372,6 +403,13 @@ _TABLE: list[Fact] = [
         cite="F-48 S30 rec 5; F-71 S01 p.27",
     ),
     _f(
+        "qt_prolonging_drugs",
+        "text",
+        "The QT-prolonging drugs listed (for wordings, e.g. 'citalopram')",
+        "medical.interacting_medications",
+        cite="F-48 S30 rec 5",
+    ),
+    _f(
         "takes_cns_depressant_drug",
         "bool",
         "Takes another sedating drug (e.g. gabapentinoids, Z-drugs)",
@@ -433,6 +471,13 @@ _TABLE: list[Fact] = [
         cite="F-20 S14 1.1.1.2; F-51 S39; F-82 S32",
     ),
     _f(
+        "recent_loss_of_tolerance",
+        "bool",
+        "Tolerance lost within the last 4 weeks: after detox, release, or under 28 days opioid-free",
+        "stage social.days_since_release substance_use.last_use_hours current_treatment.moud",
+        cite="F-82 S32 (risk raised to at least week 4)",
+    ),
+    _f(
         "overdose_risk_factors",
         "int",
         "Count of overdose risk factors (recent overdose, release, lost tolerance, fentanyl, "
@@ -457,7 +502,8 @@ _TABLE: list[Fact] = [
                 1,
                 "intoxication/withdrawal",
                 "substance_use.cows_score substance_use.benzodiazepines "
-                "substance_use.alcohol medical.withdrawal_seizure_history stage",
+                "substance_use.benzodiazepine_daily_use substance_use.alcohol "
+                "medical.withdrawal_seizure_history stage",
             ),
             (
                 2,

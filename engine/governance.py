@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date
 from typing import Any
 
+from .cofiring import DEFAULT_SAMPLES, wording_conflicts
 from .derive import derive
 from .facts import FACTS
 from .intake import Intake, parse_intake_obj
@@ -29,13 +30,28 @@ class Finding:
         return f"{self.level.upper():7} {self.rule_id}: {self.message}"
 
 
-def lint(pack: RulePack, today: date) -> list[Finding]:
-    """Warnings a clinical lead should see; structural errors already failed loading."""
+def lint(pack: RulePack, today: date, samples: int = DEFAULT_SAMPLES) -> list[Finding]:
+    """Warnings a clinical lead should see; structural errors already failed loading.
+
+    ``samples``: synthetic intakes searched for rules that fire together and word the same
+    treatment differently without a declared precedence (0 skips the search)."""
     found: list[Finding] = []
+    for clash in wording_conflicts(pack, samples) if samples else []:
+        found.append(
+            Finding(
+                "error",
+                clash.rule_a,
+                f"fires together with {clash.rule_b} and words {clash.code} differently at the same "
+                f"rank {clash.rank}: declare which is more specific with 'rank' "
+                f"(first seen in synthetic intake #{clash.example})",
+            )
+        )
     for r in pack.rules:
         rule = r.rule
         if rule.review_date < today:
             found.append(Finding("warning", r.id, f"past its review date ({rule.review_date})"))
+        if "awaiting" in rule.reviewed_by:
+            found.append(Finding("info", r.id, "changed since the last clinical review: awaiting sign-off"))
         if rule.confirmation != "confirmed":
             found.append(Finding("info", r.id, f"evidence basis is {rule.confirmation.replace('_', ' ')}"))
     used = {f for r in pack.rules for f in r.facts}

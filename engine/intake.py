@@ -70,6 +70,7 @@ class SubstanceUse(_Frozen):
     cows_score: Annotated[int, Field(ge=0, le=48)] | None = None
     physically_dependent: bool | None = None
     benzodiazepines: Literal["none", "prescribed", "illicit"] | None = None
+    benzodiazepine_daily_use: bool | None = None
     alcohol: Literal["none", "moderate", "heavy"] | None = None
     stimulants: bool | None = None
     xylazine_exposure: bool | None = None

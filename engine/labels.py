@@ -30,6 +30,10 @@ FIELD_LABELS: dict[str, tuple[str, str]] = {
     "substance_use.cows_score": ("COWS score (0-48)", "Clinical Opiate Withdrawal Scale, when measured."),
     "substance_use.physically_dependent": ("Physically dependent", ""),
     "substance_use.benzodiazepines": ("Benzodiazepines", ""),
+    "substance_use.benzodiazepine_daily_use": (
+        "Benzodiazepines taken every day",
+        "Daily use means dependence is likely: stopping abruptly can cause seizures.",
+    ),
     "substance_use.alcohol": ("Alcohol", ""),
     "substance_use.stimulants": ("Stimulant use", ""),
     "substance_use.xylazine_exposure": ("Xylazine exposure", ""),

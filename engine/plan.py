@@ -88,14 +88,6 @@ class CitationOut(_Out):
     locator: str
 
 
-class Alert(_Out):
-    code: str
-    severity: Literal["urgent", "warning", "info"]
-    text: str
-    rule_ids: list[str] = Field(min_length=1)
-    citations: list[CitationOut] = Field(min_length=1)
-
-
 class Caution(_Out):
     """A warning that qualifies a decision; part of the item it is about, never an item itself."""
 
@@ -111,6 +103,16 @@ class Superseded(_Out):
     text: str
 
 
+class Alert(_Out):
+    code: str
+    severity: Literal["urgent", "warning", "info"]
+    text: str
+    rule_ids: list[str] = Field(min_length=1)
+    citations: list[CitationOut] = Field(min_length=1)
+    cautions: list[Caution] = Field(default_factory=list)
+    """Further findings behind the same alert (e.g. two interacting drugs), never a repeat."""
+
+
 class Item(_Out):
     code: str
     kind: Kind
@@ -124,6 +126,8 @@ class Item(_Out):
     start_condition: str | None = None
     cautions: list[Caution] = Field(default_factory=list)
     superseded: list[Superseded] = Field(default_factory=list)
+    worded_by: str = "default"
+    """The rule whose wording is ``text`` (or ``default``: the code's own wording)."""
     step: Step = "today"
 
     @model_validator(mode="after")

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ from .rulespec import (
 
 __all__ = ["RulePack", "PackRule", "Code", "Citation", "load_rulepack", "default_rules_dir"]
 
+_STEPS = ("today", "during_withdrawal", "after_withdrawal", "maintenance", "aftercare")
+
 
 @dataclass(frozen=True)
 class Citation:
@@ -48,6 +51,10 @@ class Code:
     intensity: float | None = None
     asam: str | None = None
     patient_text: str | None = None
+    step: str | None = None
+    """Where the code stands in the pathway when it starts now (default: by its phase)."""
+    text_for: dict[str, str] = field(default_factory=dict)
+    """The default wording in one jurisdiction (keys US, UK, DE, CA)."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,7 @@ def load_rulepack(directory: Path | str | None = None) -> RulePack:
     rules, files = _rules(root)
     active = [r for r in rules if r.status == "active"]
     packed = _stratify([_check_in(files[r.id], r, citations, codes) for r in active], files)
+    _check_wordings(packed, files)
     return RulePack(
         id=_need(manifest, "id", "pack.yaml"),
         version=str(_need(manifest, "version", "pack.yaml")),
@@ -157,6 +165,8 @@ def _codes(data: Any) -> dict[str, Code]:
             out[code] = Code(code=code, **spec)
         except TypeError as exc:
             raise RulePackError(f"codes.yaml: {code}: {exc}") from None
+        if out[code].step not in (None, *_STEPS):
+            raise RulePackError(f"codes.yaml: {code}: step must be one of {_STEPS}")
     return out
 
 
@@ -217,6 +227,30 @@ def _check(rule: Rule, citations: dict[str, Citation], codes: dict[str, Code]) -
     return PackRule(rule, cond, facts, tuple(referenced_flags(cond)), stratum=0)
 
 
+_PLACEHOLDER = re.compile(r"\{([a-z0-9_]+)\}")
+
+
+def _check_wordings(rules: list[PackRule], files: dict[str, str]) -> None:
+    """What ``forbids`` names must word the same code; placeholders must name facts."""
+    speakers: dict[str, set[str]] = {}
+    for r in rules:
+        for t in r.rule.then:
+            if t.kind in ("recommend", "consider", "avoid", "caution"):
+                speakers.setdefault(t.code, set()).add(r.id)
+    for r in rules:
+        where = files.get(r.id, "?")
+        for t in r.rule.then:
+            unknown = [f for f in t.forbids if f != "default" and f not in speakers.get(t.code, set())]
+            if unknown:
+                raise RulePackError(
+                    f"{where}: {r.id}: forbids {unknown}, which never word {t.code} (or are not active)"
+                )
+            for text in [t.text or "", t.start_condition or "", *t.text_for.values()]:
+                for name in _PLACEHOLDER.findall(text):
+                    if name not in FACTS:
+                        raise RulePackError(f"{where}: {r.id}: wording names unknown fact {{{name}}}")
+
+
 def _check_tests(rid: str, cond: Cond) -> None:
     def visit(node: Cond) -> None:
         if isinstance(node, Test):
@@ -232,6 +266,8 @@ def _check_test(rid: str, t: Test) -> None:
     values = t.value if isinstance(t.value, tuple) else (t.value,)
     if t.op == "known":
         return
+    if fact.type == "text":
+        raise RulePackError(f"{rid}: {t.fact} is a wording fact; a rule may only test whether it is known")
     if t.op in NUMERIC_OPS and fact.type not in ("int", "number"):
         raise RulePackError(f"{rid}: '{t.op}' needs a numeric fact; {t.fact} is {fact.type}")
     for v in values:
@@ -255,6 +291,10 @@ def _check_then(rid: str, item: dict[str, Any], codes: dict[str, Code]) -> None:
             raise RulePackError(f"{rid}: level of care {code.code} needs effect floor|need|ceiling")
     elif item["kind"] is None or item["effect"] is not None or item["severity"] is not None:
         raise RulePackError(f"{rid}: {code.code} needs a kind (and no severity or effect)")
+    elif item["kind"] == "caution" and not (item["text"] or item["text_for"]):
+        raise RulePackError(f"{rid}: a caution on {code.code} needs its own text")
+    if code.phase in ("alerts", "level_of_care") and (item["start"] or item["forbids"]):
+        raise RulePackError(f"{rid}: {code.code} cannot start later or forbid wordings")
 
 
 def _stratify(rules: list[PackRule], files: dict[str, str]) -> list[PackRule]:

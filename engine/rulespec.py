@@ -12,16 +12,21 @@ A rule is a cited, versioned document a clinician can review without reading Pyt
         - {fact: cows_score, below: 8}
         - {fact: uses_fentanyl, is: true}
     then:                               # what the plan says
-      - {code: moud.buprenorphine_low_dose_induction, kind: recommend, text: "..."}
+      - {code: moud.buprenorphine_low_dose_induction, kind: recommend, text: "...", rank: 50}
       - {code: alert.precipitated_withdrawal_risk, severity: warning}
       - {code: loc.inpatient_managed, effect: floor}      # level-of-care effects
+      - {code: moud.naltrexone_xr, kind: consider, start: after_withdrawal,
+         start_condition: "...", text: "...", rank: 40}
+      - {code: moud.buprenorphine, kind: caution, text: "...", forbids: [OUD-MOUD-101, default]}
     sets: [precipitated_withdrawal_risk]   # flags other rules may require (chaining)
     rationale: ...
     citations: [{key: S03, locator: "GuidelineCentral 4054694"}]
     knowledge_base: [F-26, F-49]
     confirmation: confirmed | confirmed_secondary | unconfirmed | design_inference
     evidence_grade: "..."
-    review_date: 2027-06-30
+    review_date: 2027-06-30             # next review (staggered by how fast the evidence moves)
+    reviewed_by: clinical-lead           # who last reviewed the rule, and when
+    reviewed_on: 2026-12-01
     examples:
       fires: [{intake: {...partial intake...}}]
       does_not_fire: [{intake: {...}}]
@@ -36,6 +41,25 @@ directly under the top-level ``all``), and tests on one fact::
 
 Every test but ``known`` is false when the fact is unknown (closed world for firing);
 ``engine.explain`` uses the three-valued reading to find answers that could change the plan.
+
+One decision per treatment (Plan v2). Several rules may speak of the same code; the plan keeps
+one item per code:
+
+- ``rank`` orders the wordings of a code: the highest-ranked wording of the rules that fired
+  becomes the item's ``text`` (and its ``start``); the others go to ``superseded``. A then-item
+  without text keeps the code's default wording at rank 0. Two rules that can fire together and
+  word a code differently at the same rank are a pack defect (``carepath rules lint``).
+- ``kind: caution`` is a warning attached to the item of the same code (``cautions``); it stands
+  alone only when nothing else speaks of the code. ``forbids`` lists the rules (or ``default``,
+  the code's own wording) whose wording the warning contradicts: those wordings can never be the
+  item's text while it applies, and a pack where no other wording is left is refused.
+- ``avoid`` wins over every positive kind; the positive wordings go to "considered, not
+  recommended".
+- ``start`` (``now`` | ``after_withdrawal`` | ``conditional``) with ``start_condition`` plans a
+  later step; ``text_for`` gives the wording for one jurisdiction (e.g. ``{US: "..."}``), so a
+  US-only note never reaches a UK plan.
+- Texts may name intake facts in braces (``{qt_prolonging_drugs}``); the rule's condition must
+  make the fact known.
 """
 
 from __future__ import annotations
@@ -63,6 +87,7 @@ __all__ = [
     "referenced_facts",
     "referenced_flags",
     "walk",
+    "JURISDICTIONS",
 ]
 
 OPS = ("is", "is_not", "in", "not_in", "below", "at_most", "above", "at_least", "known")
@@ -222,12 +247,48 @@ class CitationRef(_Strict):
     locator: str = Field(min_length=1)
 
 
+JURISDICTIONS = ("US", "UK", "DE", "CA")
+
+
 class ThenItem(_Strict):
     code: str
     kind: Literal["recommend", "consider", "caution", "avoid"] | None = None
     text: str | None = None
     severity: Literal["urgent", "warning", "info"] | None = None
     effect: Literal["floor", "need", "ceiling"] | None = None
+    rank: int | None = Field(default=None, ge=0, le=100)
+    """Precedence of this wording among the wordings of the same code (higher wins). Default:
+    10 with a text, 0 without (the code's default wording)."""
+    forbids: list[str] = Field(default_factory=list)
+    """Cautions only: rule ids (or ``default``) whose wording this warning contradicts."""
+    start: Literal["now", "after_withdrawal", "conditional"] | None = None
+    start_condition: str | None = None
+    text_for: dict[str, str] = Field(default_factory=dict)
+    """The wording in one jurisdiction, replacing ``text`` there (keys: US, UK, DE, CA)."""
+
+    @property
+    def precedence(self) -> int:
+        if self.rank is not None:
+            return self.rank
+        return 10 if self.text or self.text_for else 0
+
+    def wording(self, jurisdiction: str) -> str | None:
+        return self.text_for.get(jurisdiction, self.text)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ThenItem:
+        if self.start not in (None, "now") and not self.start_condition:
+            raise ValueError(f"{self.code}: start '{self.start}' needs a start_condition")
+        if self.start_condition and self.start in (None, "now"):
+            raise ValueError(f"{self.code}: start_condition given without a later start")
+        if self.forbids and self.kind != "caution":
+            raise ValueError(f"{self.code}: only a caution may forbid other wordings")
+        unknown = set(self.text_for) - set(JURISDICTIONS)
+        if unknown:
+            raise ValueError(f"{self.code}: text_for has unknown jurisdictions {sorted(unknown)}")
+        if self.start not in (None, "now") and self.kind not in ("recommend", "consider"):
+            raise ValueError(f"{self.code}: only a recommend/consider item can start later")
+        return self
 
 
 class Example(_Strict):
@@ -265,6 +326,8 @@ class Rule(_Strict):
     confirmation: Literal["confirmed", "confirmed_secondary", "unconfirmed", "design_inference"]
     evidence_grade: str = Field(min_length=1)
     review_date: date
+    reviewed_by: str = Field(min_length=3)
+    reviewed_on: date
     examples: Examples
 
     @field_validator("knowledge_base")
@@ -274,6 +337,12 @@ class Rule(_Strict):
             if not (fid.startswith("F-") or fid.startswith("R")):
                 raise ValueError(f"knowledge-base reference '{fid}' must look like F-nn or Rnn")
         return ids
+
+    @model_validator(mode="after")
+    def _review_order(self) -> Rule:
+        if self.reviewed_on > self.review_date:
+            raise ValueError("reviewed_on is after the next review_date")
+        return self
 
     @model_validator(mode="after")
     def _counter_example(self) -> Rule:

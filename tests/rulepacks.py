@@ -38,6 +38,8 @@ def rule(
         "confirmation": "confirmed",
         "evidence_grade": "test",
         "review_date": "2099-01-01",
+        "reviewed_by": "test author",
+        "reviewed_on": "2026-01-01",
         "examples": {"fires": [{"intake": {}}]},
     }
     if when != "always":

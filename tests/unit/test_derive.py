@@ -151,7 +151,7 @@ WASHOUT = (
     ]
     + [
         (_with_hours(su(opioids=[drug]), h), "naltrexone_washout_met", met, f"{drug}-{h}h")
-        for drug in ("illicit_methadone", "illicit_buprenorphine")
+        for drug in ("illicit_methadone", "illicit_buprenorphine", "fentanyl")
         for h, met in [(168, False), (335, False), (335.99, False), (336, True), (400, True)]
     ]
     + [
@@ -171,8 +171,32 @@ WASHOUT = (
             "on-methadone-no-hours",
         ),
         (su(opioids=["heroin"]), "naltrexone_washout_met", ABSENT, "hours-unknown"),
+        (su(last_use_hours=200), "naltrexone_washout_met", False, "opioids-unknown-long-interval"),
     ]
 )
+INTERVAL = [
+    (
+        su(opioids=["heroin", "prescription_opioids"], last_use_hours=30),
+        "naltrexone_interval_days",
+        7,
+        "short-acting",
+    ),
+    (su(opioids=["heroin", "fentanyl"], last_use_hours=30), "naltrexone_interval_days", 14, "fentanyl"),
+    (
+        su(opioids=["illicit_buprenorphine"], last_use_hours=30),
+        "naltrexone_interval_days",
+        14,
+        "buprenorphine",
+    ),
+    ({"current_treatment": {"moud": "methadone"}}, "naltrexone_interval_days", 14, "on-methadone"),
+    (su(last_use_hours=30), "naltrexone_interval_days", 14, "opioids-not-recorded"),
+    (su(opioids=["heroin"]), "naltrexone_interval_days", ABSENT, "last-use-not-recorded"),
+]
+
+
+@_rows(INTERVAL)
+def test_naltrexone_interval_days(extra: dict[str, Any], fact: str, expected: Any) -> None:
+    _check(extra, fact, expected)
 
 
 @_rows(WASHOUT)
@@ -180,13 +204,54 @@ def test_naltrexone_washout(extra: dict[str, Any], fact: str, expected: Any) -> 
     _check(extra, fact, expected)
 
 
-# --- withdrawal over: > 72 h and COWS < 8 or not measured (F-51, S39) ----------------------
+# --- withdrawal over: enough time AND a measured COWS < 8 (F-51 S39; F-25, F-26) -------------
+# > 72 h after short-acting opioids only; > 7 days after methadone, buprenorphine or fentanyl (or
+# when the opioids are not recorded). An unmeasured COWS leaves it unknown (review 2026-12 §0 #1).
+HEROIN = ["heroin"]
 RESOLVED = [
-    (su(last_use_hours=72), "withdrawal_resolved", False, "72h"),
-    (su(last_use_hours=72.01), "withdrawal_resolved", True, "72.01h"),
-    (su(last_use_hours=96), "withdrawal_resolved", True, "96h-no-cows"),
-    (su(last_use_hours=96, cows_score=7), "withdrawal_resolved", True, "96h-cows7"),
-    (su(last_use_hours=96, cows_score=8), "withdrawal_resolved", False, "96h-cows8"),
+    (su(opioids=HEROIN, last_use_hours=72, cows_score=2), "withdrawal_resolved", False, "heroin-72h"),
+    (su(opioids=HEROIN, last_use_hours=72.01, cows_score=2), "withdrawal_resolved", True, "heroin-72.01h"),
+    (su(opioids=HEROIN, last_use_hours=96), "withdrawal_resolved", ABSENT, "heroin-96h-no-cows"),
+    (su(opioids=HEROIN, last_use_hours=96, cows_score=7), "withdrawal_resolved", True, "heroin-96h-cows7"),
+    (su(opioids=HEROIN, last_use_hours=96, cows_score=8), "withdrawal_resolved", False, "heroin-96h-cows8"),
+    (su(opioids=HEROIN, last_use_hours=20, cows_score=8), "withdrawal_resolved", False, "heroin-20h-cows8"),
+    (
+        su(opioids=["illicit_methadone"], last_use_hours=80, cows_score=2),
+        "withdrawal_resolved",
+        False,
+        "methadone-80h",
+    ),
+    (
+        su(opioids=["illicit_methadone"], last_use_hours=168, cows_score=2),
+        "withdrawal_resolved",
+        False,
+        "methadone-168h",
+    ),
+    (
+        su(opioids=["illicit_methadone"], last_use_hours=168.01, cows_score=2),
+        "withdrawal_resolved",
+        True,
+        "methadone-168.01h",
+    ),
+    (
+        su(opioids=["fentanyl"], last_use_hours=100, cows_score=1),
+        "withdrawal_resolved",
+        False,
+        "fentanyl-100h",
+    ),
+    (su(last_use_hours=100, cows_score=1), "withdrawal_resolved", False, "opioids-unknown-100h"),
+    (
+        su(opioids=["illicit_methadone"], last_use_hours=80),
+        "withdrawal_resolved",
+        False,
+        "methadone-80h-no-cows",
+    ),
+    (
+        su(opioids=["illicit_methadone"], last_use_hours=200),
+        "withdrawal_resolved",
+        ABSENT,
+        "methadone-200h-no-cows",
+    ),
     (su(cows_score=2), "withdrawal_resolved", ABSENT, "hours-unknown"),
 ]
 
@@ -458,6 +523,7 @@ SINGLE_FIELD = [
             "buprenorphine_time_gate_met",
             "withdrawal_resolved",
             "naltrexone_washout_met",
+            "naltrexone_interval_days",
         },
     ),
 ]

@@ -197,7 +197,7 @@ def test_the_intake_hash_identifies_the_plan(engine: Engine, data: dict[str, Any
         )
 
 
-_PYTHON_TYPE = {"bool": (bool,), "int": (int,), "number": (int, float), "enum": (str,)}
+_PYTHON_TYPE = {"bool": (bool,), "int": (int,), "number": (int, float), "enum": (str,), "text": (str,)}
 
 
 def _fact_problems(intake: Intake) -> list[str]:
