@@ -53,7 +53,7 @@ def missing_information(pack: RulePack, facts: Facts, firings: list[Firing]) -> 
             for field in FACTS[fact].sources:
                 if not _answered(field, facts):
                     by_field.setdefault(field, []).append(rule)
-    _ask_prerequisites_first(by_field)
+    _ask_prerequisites_first(by_field, facts)
     found = [
         MissingInfo(
             field=field, label=field_label(field), why_it_matters=_why(rules, fired), impact=_impact(rules)
@@ -63,12 +63,23 @@ def missing_information(pack: RulePack, facts: Facts, firings: list[Firing]) -> 
     return sorted(found, key=lambda m: (m.impact != "safety", _field_order(m.field)))
 
 
-def _ask_prerequisites_first(by_field: dict[str, list[PackRule]]) -> None:
+def _ask_prerequisites_first(by_field: dict[str, list[PackRule]], facts: Facts) -> None:
     """A field the intake accepts only after another (dose after the MOUD) is not asked for
-    while that one is missing: its rules are named under the prerequisite instead."""
+    while that one is missing: its rules are named under the prerequisite instead. With no
+    MOUD taken, questions about the MOUD (dose, months, stability) are not asked at all."""
     for field, prerequisite in FIELD_PREREQUISITES.items():
         if field in by_field and prerequisite in by_field:
             by_field[prerequisite] += by_field.pop(field)
+    if facts.get("current_moud") == "none":
+        for field in _ABOUT_THE_MOUD:
+            by_field.pop(field, None)
+
+
+_ABOUT_THE_MOUD = (
+    "current_treatment.dose_mg",
+    "current_treatment.months_on_moud",
+    "current_treatment.stable",
+)
 
 
 def _impact(rules: list[PackRule]) -> Literal["safety", "plan"]:
@@ -83,6 +94,9 @@ _SINGLE_SOURCE: dict[str, tuple[str, ...]] = {}
 for _fact in FACTS.values():
     if len(_fact.sources) == 1:
         _SINGLE_SOURCE[_fact.sources[0]] = (*_SINGLE_SOURCE.get(_fact.sources[0], ()), _fact.name)
+_SINGLE_SOURCE["current_treatment.moud"] = ("current_moud",)
+"""``current_moud`` also reads the stage (after detox: none), but it is known only when the MOUD
+question is settled, e.g. an explicit ``moud: null`` ("no MOUD"): then it is not asked again."""
 
 
 def _answered(field: str, facts: Facts) -> bool:

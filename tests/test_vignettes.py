@@ -46,7 +46,7 @@ def expectation_problems(plan: CarePlan, expect: dict[str, Any]) -> list[str]:
     its start condition is allowed); ``must_avoid``: avoided; ``must_plan``: offered with the given
     ``start``; ``medication``: the status of a medication in the medication decision;
     ``text_must_include`` / ``text_must_not_include``: words in an item's text (and cautions);
-    ``nowhere``: words no line of the plan may contain.
+    ``nowhere``: words no line of the plan may contain; ``no_alerts``: alerts that must not be raised.
     """
     items = {i.code: i for i in plan.items()}
     positive = {c for c, i in items.items() if i.kind in ("recommend", "consider")}
@@ -79,6 +79,9 @@ def expectation_problems(plan: CarePlan, expect: dict[str, Any]) -> list[str]:
     for e in expect.get("alerts", []):
         if e["code"] not in alerts:
             problems.append(f"missing alert {e['code']} ({e['because']})")
+    for e in expect.get("no_alerts", []):
+        if e["code"] in alerts:
+            problems.append(f"alert {e['code']} must not be raised ({e['because']})")
     problems += _medication_problems(plan, expect.get("medication", {}))
     problems += _text_problems(items, expect)
     problems += _nowhere_problems(plan, expect.get("nowhere", []))

@@ -90,3 +90,13 @@ def test_every_intake_field_has_clinician_wording_and_missing_entries_carry_it(r
     found = missing(reference, SPARSE)
     assert found["mental_health.recent_suicide_attempt"].label == "Recent suicide attempt"
     assert all(m.label and "_" not in m.label for m in found.values())
+
+
+def test_an_explicit_no_moud_is_an_answer_and_its_follow_up_questions_go(reference):
+    """Review 2026-12 §3.4: 'Current MOUD: none' stayed a safety row for ever, and stability on a
+    medication that is not taken was asked for."""
+    none = missing(reference, {**SPARSE, "current_treatment": {"moud": None}})
+    assert "current_treatment.moud" not in none
+    assert not {"current_treatment.stable", "current_treatment.dose_mg"} & set(none)
+    unknown = missing(reference, SPARSE)
+    assert "current_treatment.moud" in unknown
