@@ -40,12 +40,41 @@ def _flags(pack: RulePack, firings: list[Firing]) -> frozenset[str]:
     return frozenset(flag for f in firings for flag in by_id[f.rule_id].rule.sets)
 
 
+_UNKNOWN = object()
+_UNDECIDED: dict[tuple[object, ...], bool] = {}
+"""Per-rule memo of the three-valued reading, keyed by the rule and the values of the facts and
+flags it reads (absent facts as unknown). A rule's answer depends on nothing else, so the work
+is done once per distinct situation, not once per evaluation."""
+_MEMO_LIMIT = 200_000
+
+
+def _candidates(pack: RulePack, facts: Facts) -> list[PackRule]:
+    """Rules that read at least one unknown fact (only those can depend on one)."""
+    readers = pack.readers
+    positions: set[int] = set()
+    for name in readers.keys() - facts.keys():
+        positions.update(readers[name])
+    return [pack.rules[n] for n in sorted(positions)]
+
+
+def _undecided(rule: PackRule, facts: Facts, flags: frozenset[str]) -> bool:
+    """True when the rule's outcome depends on an unknown fact."""
+    values = tuple(facts.get(name, _UNKNOWN) for name in rule.facts)
+    key = (rule.id, values, tuple(f in flags for f in rule.flags))
+    found = _UNDECIDED.get(key)
+    if found is None:
+        if len(_UNDECIDED) > _MEMO_LIMIT:
+            _UNDECIDED.clear()
+        found = _UNDECIDED[key] = holds3(rule.cond, facts, flags) is None
+    return found
+
+
 def missing_information(pack: RulePack, facts: Facts, firings: list[Firing]) -> list[MissingInfo]:
     flags = _flags(pack, firings)
     fired = {f.rule_id for f in firings}
     by_field: dict[str, list[PackRule]] = {}
-    for rule in pack.rules:
-        if holds3(rule.cond, facts, flags) is not None:
+    for rule in _candidates(pack, facts):
+        if not _undecided(rule, facts, flags):
             continue
         for fact in rule.facts:
             if fact in facts:
@@ -163,8 +192,4 @@ def _failing_clauses(rule: PackRule, facts: Facts, flags: frozenset[str]) -> int
 
 
 def _proposers(pack: RulePack, code: str) -> list[PackRule]:
-    return [
-        r
-        for r in pack.rules
-        if any(t.code == code and t.kind in ("recommend", "consider") for t in r.rule.then)
-    ]
+    return list(pack.speakers.get(code, ()))

@@ -131,11 +131,8 @@ def fill_placeholders(text: str, facts: Facts, rule_id: str) -> str:
 def citations_of(pack: RulePack, rules: Iterable[PackRule]) -> list[CitationOut]:
     seen: dict[tuple[str, str], CitationOut] = {}
     for r in rules:
-        for ref in r.rule.citations:
-            title = pack.citations[ref.key].title
-            seen.setdefault(
-                (ref.key, ref.locator), CitationOut(key=ref.key, title=title, locator=ref.locator)
-            )
+        for cited in pack.cited[r.id]:
+            seen.setdefault((cited.key, cited.locator), cited)
     return list(seen.values())
 
 

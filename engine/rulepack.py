@@ -9,6 +9,7 @@ import hashlib
 import os
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -64,10 +65,10 @@ class PackRule:
     facts: tuple[str, ...]
     flags: tuple[str, ...]
     stratum: int
+    id: str = field(init=False)
 
-    @property
-    def id(self) -> str:
-        return self.rule.id
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "id", self.rule.id)  # read on every evaluation: a plain attribute
 
 
 @dataclass(frozen=True)
@@ -84,14 +85,43 @@ class RulePack:
     source_dir: str
 
     def rule(self, rule_id: str) -> PackRule:
-        for r in self.rules:
-            if r.id == rule_id:
-                return r
-        raise KeyError(rule_id)
+        return self.by_id[rule_id]
 
-    @property
+    @cached_property
     def by_id(self) -> dict[str, PackRule]:
         return {r.id: r for r in self.rules}
+
+    @cached_property
+    def cited(self) -> dict[str, tuple[Any, ...]]:
+        """Each rule's citations as plan entries (built once per pack; plan models are frozen)."""
+        from .plan import CitationOut
+
+        return {
+            r.id: tuple(
+                CitationOut(key=c.key, title=self.citations[c.key].title, locator=c.locator)
+                for c in r.rule.citations
+            )
+            for r in self.rules
+        }
+
+    @cached_property
+    def readers(self) -> dict[str, tuple[int, ...]]:
+        """For each fact, the positions (in ``rules``) of the rules that read it."""
+        found: dict[str, list[int]] = {}
+        for n, r in enumerate(self.rules):
+            for name in r.facts:
+                found.setdefault(name, []).append(n)
+        return {name: tuple(ns) for name, ns in found.items()}
+
+    @cached_property
+    def speakers(self) -> dict[str, tuple[PackRule, ...]]:
+        """Rules that recommend or consider each code (for "why not")."""
+        found: dict[str, list[PackRule]] = {}
+        for r in self.rules:
+            for t in r.rule.then:
+                if t.kind in ("recommend", "consider") and r not in found.get(t.code, []):
+                    found.setdefault(t.code, []).append(r)
+        return {code: tuple(rules) for code, rules in found.items()}
 
 
 def default_rules_dir() -> Path:

@@ -46,6 +46,9 @@ class ItemView:
     triggers: list[Trigger]
     rule_ids: list[str]
     refs: list[int]
+    start: str = "now"
+    start_condition: str | None = None
+    cautions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ class AlertView:
     text: str
     rule_ids: list[str]
     refs: list[int]
+    also: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -124,7 +128,12 @@ def patient_view(plan: CarePlan, patient: Patient | None, language: str) -> Pati
     positive = plan.codes("recommend", "consider", "caution")
     warn = "hr.tolerance_loss_warning" in positive  # shown as a callout beside the overdose advice
     skip = {"hr.tolerance_loss_warning"} if warn else set()
-    items = [i for phase, i in _timeline(plan) if phase != "level_of_care" and i.code not in skip]
+    # a later step (e.g. naltrexone after withdrawal) is not presented to the patient as today's advice
+    items = [
+        i
+        for phase, i in _timeline(plan)
+        if phase != "level_of_care" and i.code not in skip and i.start == "now"
+    ]
     groups = {kind: _unique(i.code for i in items if i.kind == kind) for kind in KIND_ORDER}
     medicines = [fam for fam, codes in FAMILIES.items() if positive & set(codes)]
     return PatientView(
@@ -166,6 +175,9 @@ def _item(item: Item, pack: RulePack | None, evidence: Evidence) -> ItemView:
         triggers=[_trigger(k, v) for k, v in item.triggered_by.items()],
         rule_ids=list(item.rule_ids),
         refs=evidence.refs(item.citations),
+        start=item.start,
+        start_condition=item.start_condition,
+        cautions=tuple(c.text for c in item.cautions),
     )
 
 
@@ -177,6 +189,7 @@ def _alert(alert: Alert, pack: RulePack | None, evidence: Evidence) -> AlertView
         text=alert.text,
         rule_ids=list(alert.rule_ids),
         refs=evidence.refs(alert.citations),
+        also=tuple(c.text for c in alert.cautions),
     )
 
 
