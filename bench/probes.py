@@ -36,6 +36,17 @@ def evaluate_all() -> dict[str, dict[str, object]]:
     return out
 
 
+def _totals(label: str, results: dict[str, dict[str, object]]) -> str:
+    dups = sum(1 for r in results.values() if r["duplicated"])
+    plans = sum(1 for r in results.values() if r["s1"])
+    findings = {f for r in results.values() for f in r["s1"]}  # type: ignore[attr-defined]
+    return (
+        f"{label}: {len(results)} probes; plans listing a code twice: {dups}; "
+        f"plans reproducing a dangerous (S1) finding: {plans}; "
+        f"distinct S1 findings reproduced: {len(findings)}"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", type=Path)
@@ -46,12 +57,10 @@ def main() -> None:
         flags = "; ".join(r["s1"]) or "-"  # type: ignore[arg-type]
         dup = ", ".join(r["duplicated"]) or "-"  # type: ignore[arg-type]
         print(f"{name:42} {r['level_of_care']:28} dup: {dup:40} S1: {flags}")
-    dups = sum(1 for r in results.values() if r["duplicated"])
-    s1 = sum(1 for r in results.values() if r["s1"])
-    print(
-        f"\n{len(results)} probes; plans listing a code twice: {dups}; plans reproducing an S1 finding: {s1}"
-    )
+    print()
+    print(_totals("this run", results))
     if args.compare:
+        print(_totals(args.compare.name, json.loads(args.compare.read_text())))
         before = json.loads(args.compare.read_text())
         moved = [
             (n, before[n]["level_of_care"], r["level_of_care"])

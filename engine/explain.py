@@ -96,7 +96,7 @@ def _ask_prerequisites_first(by_field: dict[str, list[PackRule]], facts: Facts) 
     """A field the intake accepts only after another (dose after the MOUD) is not asked for
     while that one is missing: its rules are named under the prerequisite instead. With no
     MOUD taken, questions about the MOUD (dose, months, stability) are not asked at all."""
-    for field, prerequisite in FIELD_PREREQUISITES.items():
+    for field, prerequisite in [*FIELD_PREREQUISITES.items(), *_NEEDS_THE_MOUD]:
         if field in by_field and prerequisite in by_field:
             by_field[prerequisite] += by_field.pop(field)
     if facts.get("current_moud") == "none":
@@ -104,6 +104,8 @@ def _ask_prerequisites_first(by_field: dict[str, list[PackRule]], facts: Facts) 
             by_field.pop(field, None)
 
 
+_NEEDS_THE_MOUD = (("current_treatment.stable", "current_treatment.moud"),)
+"""Asked only once the MOUD is known (the intake accepts it alone, but it means nothing alone)."""
 _ABOUT_THE_MOUD = (
     "current_treatment.dose_mg",
     "current_treatment.months_on_moud",
