@@ -7,7 +7,9 @@ missing information (a rule whose outcome depends on an unknown fact).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from .derive import Facts
@@ -59,35 +61,78 @@ def _num_eq(a: Any, b: Any) -> bool:
     )
 
 
+Check = Callable[[Facts, frozenset[str]], bool]
+Check3 = Callable[[Facts, frozenset[str]], "bool | None"]
+
+
 def holds(cond: Cond, facts: Facts, flags: frozenset[str] = frozenset()) -> bool:
     """Two-valued (closed-world) truth: what decides whether a rule fires."""
-    if isinstance(cond, Test):
-        return _test(cond, facts)
-    if isinstance(cond, FlagRef):
-        return cond.flag in flags
-    if isinstance(cond, All):
-        return all(holds(c, facts, flags) for c in cond.items)
-    if isinstance(cond, AnyOf):
-        return any(holds(c, facts, flags) for c in cond.items)
-    return not holds(cond.item, facts, flags)
+    return _compiled(cond)(facts, flags)
 
 
 def holds3(cond: Cond, facts: Facts, flags: frozenset[str] = frozenset()) -> bool | None:
     """Kleene three-valued truth: None when the answer depends on an unknown fact."""
+    return _compiled3(cond)(facts, flags)
+
+
+@lru_cache(maxsize=None)
+def _compiled(cond: Cond) -> Check:
+    """The condition as nested closures, built once per condition (conditions are frozen)."""
     if isinstance(cond, Test):
-        if cond.op != "known" and cond.fact not in facts:
-            return None
-        return _test(cond, facts)
+        return _test_check(cond)
     if isinstance(cond, FlagRef):
-        return cond.flag in flags
+        flag = cond.flag
+        return lambda facts, flags: flag in flags
     if isinstance(cond, All):
-        values = [holds3(c, facts, flags) for c in cond.items]
-        return False if False in values else (None if None in values else True)
+        parts = tuple(_compiled(c) for c in cond.items)
+        return lambda facts, flags: all(p(facts, flags) for p in parts)
     if isinstance(cond, AnyOf):
-        values = [holds3(c, facts, flags) for c in cond.items]
-        return True if True in values else (None if None in values else False)
-    inner = holds3(cond.item, facts, flags)
-    return None if inner is None else not inner
+        parts = tuple(_compiled(c) for c in cond.items)
+        return lambda facts, flags: any(p(facts, flags) for p in parts)
+    inner = _compiled(cond.item)
+    return lambda facts, flags: not inner(facts, flags)
+
+
+def _test_check(t: Test) -> Check:
+    fact = t.fact
+    if t.op == "known":
+        wanted = t.value
+        return lambda facts, flags: (fact in facts) is wanted
+    return lambda facts, flags: fact in facts and _test(t, facts)
+
+
+@lru_cache(maxsize=None)
+def _compiled3(cond: Cond) -> Check3:
+    if isinstance(cond, Test):
+        fact, known = cond.fact, cond.op == "known"
+        if known:
+            wanted = cond.value
+            return lambda facts, flags: (fact in facts) is wanted
+        return lambda facts, flags: _test(cond, facts) if fact in facts else None
+    if isinstance(cond, FlagRef):
+        flag = cond.flag
+        return lambda facts, flags: flag in flags
+    if isinstance(cond, All):
+        parts = tuple(_compiled3(c) for c in cond.items)
+        return lambda facts, flags: _and3([p(facts, flags) for p in parts])
+    if isinstance(cond, AnyOf):
+        parts = tuple(_compiled3(c) for c in cond.items)
+        return lambda facts, flags: _or3([p(facts, flags) for p in parts])
+    inner = _compiled3(cond.item)
+
+    def negated(facts: Facts, flags: frozenset[str]) -> bool | None:
+        value = inner(facts, flags)
+        return None if value is None else not value
+
+    return negated
+
+
+def _and3(values: list[bool | None]) -> bool | None:
+    return False if False in values else (None if None in values else True)
+
+
+def _or3(values: list[bool | None]) -> bool | None:
+    return True if True in values else (None if None in values else False)
 
 
 def why_not(cond: Cond, facts: Facts, flags: frozenset[str] = frozenset()) -> str:
