@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from .derive import Facts
@@ -75,7 +75,7 @@ def holds3(cond: Cond, facts: Facts, flags: frozenset[str] = frozenset()) -> boo
     return _compiled3(cond)(facts, flags)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _compiled(cond: Cond) -> Check:
     """The condition as nested closures, built once per condition (conditions are frozen)."""
     if isinstance(cond, Test):
@@ -101,7 +101,7 @@ def _test_check(t: Test) -> Check:
     return lambda facts, flags: fact in facts and _test(t, facts)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _compiled3(cond: Cond) -> Check3:
     if isinstance(cond, Test):
         fact, known = cond.fact, cond.op == "known"
