@@ -66,9 +66,9 @@ def client_gone() -> bool:
 
 @dataclass(frozen=True)
 class OverloadPolicy:
-    max_concurrency: int = 4
-    max_queue: int = 16
-    queue_timeout_s: float = 0.5
+    max_concurrency: int = 2
+    max_queue: int = 6
+    queue_timeout_s: float = 0.25
     retry_after_s: int = 1
 
     @property

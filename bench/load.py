@@ -462,6 +462,12 @@ def summary(steps: list[Step], args: argparse.Namespace) -> None:
         )
 
 
+def threading_is_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
 def _loadavg() -> str:
     try:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
@@ -515,6 +521,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> list[Step]:
     args = parse_args(argv)
+    if threading_is_main():  # SIGTERM unwinds like Ctrl-C: servers stopped, databases dropped
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     print(
         f"# carepath load: {platform.python_version()}, {os.cpu_count()} cores, loadavg {_loadavg()}, "
         f"{args.endpoint}, {args.duration:g}s/step, timeout {args.timeout:g}s",
