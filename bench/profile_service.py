@@ -24,7 +24,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -115,7 +114,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=15.0, help="seconds sampled")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
-    p.add_argument("--pg-url", default=os.environ.get("CAREPATH_BENCH_PG_URL") or os.environ.get("CAREPATH_TEST_PG_URL"))
+    p.add_argument(
+        "--pg-url", default=os.environ.get("CAREPATH_BENCH_PG_URL") or os.environ.get("CAREPATH_TEST_PG_URL")
+    )
     p.add_argument("--endpoint", choices=("create", "read"), default="create")
     p.add_argument("--sample-rate", type=int, default=200, help="py-spy samples/s")
     p.add_argument("--all-threads", action="store_true",
@@ -151,12 +152,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
         time.sleep(1.0)  # py-spy attaches
-        result: dict[str, object] = {}
-        t = threading.Thread(target=lambda: result.update(step=load.measure(target, "profile", args.rate, load_args, server)))  # type: ignore[attr-defined]
-        t.start()
-        t.join()
+        step = load.measure(target, "profile", args.rate, load_args, server)  # type: ignore[attr-defined]
         spy.wait(60)
-    step = result["step"]
     print(load.HEADER)  # type: ignore[attr-defined]
     print(load.row(step))  # type: ignore[attr-defined]
     stacks = busy(read_raw(raw))

@@ -15,7 +15,6 @@ import time
 from typing import Any
 
 import httpx
-import pytest
 
 from carepath.api.overload import (
     CLIENT_CLOSED_REQUEST,
@@ -115,7 +114,7 @@ def test_a_queued_request_gives_up_after_the_queue_timeout():
 
     first, queued = asyncio.run(scenario())
     assert first["status"] == 200
-    assert queued["status"] == 503 and 0.15 < queued["seconds"]
+    assert queued["status"] == 503 and queued["seconds"] > 0.15
 
 
 def test_a_released_slot_passes_to_the_oldest_waiter_and_the_count_returns_to_zero():
@@ -274,8 +273,7 @@ def test_a_real_server_past_its_limit_sheds_with_503_and_never_500(
             assert r.headers["x-content-type-options"] == "nosniff"
 
 
-@pytest.mark.parametrize("workers", [2])
-def test_two_processes_writing_one_sqlite_file_take_turns_without_lock_errors(tmp_path, workers):
+def test_two_processes_writing_one_sqlite_file_take_turns_without_lock_errors(tmp_path):
     """The writer queue (flock) between processes: many short write transactions from two
     processes at once, none refused with 'database is locked'."""
     import subprocess
@@ -296,13 +294,12 @@ for i in range(150):
     with db.transaction() as tx:
         tx.add_org(f"org-{{sys.argv[1]}}-{{i}}", "x", datetime.now(UTC))
 """
-    procs = [
-        subprocess.Popen([sys.executable, "-c", script, str(n)], stderr=subprocess.PIPE) for n in range(workers)
-    ]
+    run = [sys.executable, "-c", script]
+    procs = [subprocess.Popen([*run, str(n)], stderr=subprocess.PIPE) for n in range(2)]
     errors = [p.communicate(timeout=120)[1].decode() for p in procs]
-    assert [p.returncode for p in procs] == [0] * workers, errors
+    assert [p.returncode for p in procs] == [0, 0], errors
     db = Database(url)
     with db.transaction(readonly=True) as tx:
         n = tx.conn.exec_driver_sql("SELECT count(*) FROM organisations").scalar()
     db.dispose()
-    assert n == 150 * workers
+    assert n == 300
