@@ -41,7 +41,7 @@ import signal
 import tempfile
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
@@ -57,7 +57,16 @@ from carepath.engine import CarepathError, Engine, IntakeError, load_rulepack, p
 from carepath.engine.errors import FieldProblem
 from carepath.engine.rulepack import default_rules_dir
 
-__all__ = ["run_batch", "BatchInterrupted", "ResumeRefused", "CHUNK", "WINDOW_PER_WORKER"]
+__all__ = [
+    "run_batch",
+    "task_runner",
+    "TaskRunner",
+    "ordered",
+    "BatchInterrupted",
+    "ResumeRefused",
+    "CHUNK",
+    "WINDOW_PER_WORKER",
+]
 
 CHUNK = 32  # input lines per task
 WINDOW_PER_WORKER = 4  # tasks in flight per worker: enough to keep it busy, bounded memory
@@ -223,17 +232,20 @@ def _recover(partial: Path) -> tuple[int, dict[str, int]]:
 
 def _results(
     source: Path, after: int, workers: int, setup: Setup, cluster: str | None
-) -> Iterator[ChunkResult]:
+) -> Generator[ChunkResult, None, None]:
     chunks = _chunks(_lines(source, after))
-    if cluster:
-        with _dask(cluster, workers, setup) as submit:
-            yield from ordered(submit, chunks, WINDOW_PER_WORKER * workers)
-    elif workers == 1:
+    if workers == 1 and not cluster:
         _start_worker(setup)
         yield from map(_evaluate_chunk, chunks)
-    else:
-        with _process_pool(workers, setup) as submit:
-            yield from ordered(submit, chunks, WINDOW_PER_WORKER * workers)
+        return
+    with task_runner(workers, cluster, initializer=_start_worker, initargs=(setup,)) as run:
+        if run.distributed:  # workers set themselves up from the shipped pack (no shared disk)
+            shipped = run.share(_pack_files(Path(setup.rules_dir)))
+            yield from ordered(
+                lambda c: run.submit(_evaluate_chunk_shipped, shipped, setup, c), chunks, run.window
+            )
+        else:
+            yield from ordered(lambda c: run.submit(_evaluate_chunk, c), chunks, run.window)
 
 
 def ordered(
@@ -250,13 +262,78 @@ def ordered(
         yield pending.popleft().result()
 
 
+class TaskRunner(Protocol):
+    """What ``task_runner`` yields: ``submit(fn, *args)`` returns a future (``.result()``);
+    ``share(obj)`` sends a large argument to every worker once (Dask: scattered; pool: as is);
+    ``window`` is how many tasks to keep in flight; ``distributed`` is True on Dask, where
+    ``initializer`` does not run and tasks must set their worker up themselves."""
+
+    distributed: bool
+    window: int
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Any: ...
+
+    def share(self, obj: Any) -> Any: ...
+
+
 @contextmanager
-def _process_pool(workers: int, setup: Setup) -> Iterator[Callable[[Chunk], TaskFuture]]:
+def task_runner(
+    workers: int,
+    cluster: str | None = None,
+    *,
+    initializer: Callable[..., None] | None = None,
+    initargs: tuple[Any, ...] = (),
+) -> Iterator[TaskRunner]:
+    """Worker processes for population runs (``carepath batch``; the hook for ``rules impact``):
+    a spawn process pool whose workers stop with the parent, or a Dask cluster (``cluster``:
+    "local" for a LocalCluster of ``workers`` single-threaded processes, or a scheduler address).
+    Functions and arguments must be picklable and importable on the workers."""
+    if cluster:
+        with _dask(cluster, workers) as runner:
+            yield runner
+    else:
+        with _process_pool(workers, initializer, initargs) as runner:
+            yield runner
+
+
+@dataclass
+class _PoolRunner:
+    pool: ProcessPoolExecutor
+    window: int
+    distributed: bool = False
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return self.pool.submit(fn, *args)
+
+    def share(self, obj: Any) -> Any:
+        return obj
+
+
+@dataclass
+class _DaskRunner:
+    client: Any
+    window: int
+    distributed: bool = True
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return self.client.submit(fn, *args, pure=False)
+
+    def share(self, obj: Any) -> Any:
+        return self.client.scatter(obj, broadcast=True)
+
+
+@contextmanager
+def _process_pool(
+    workers: int, initializer: Callable[..., None] | None, initargs: tuple[Any, ...]
+) -> Iterator[TaskRunner]:
     pool = ProcessPoolExecutor(
-        max_workers=workers, mp_context=get_context("spawn"), initializer=_start_worker, initargs=(setup,)
+        max_workers=workers,
+        mp_context=get_context("spawn"),
+        initializer=_start_pool_worker,
+        initargs=(initializer, initargs),
     )
     try:
-        yield lambda chunk: pool.submit(_evaluate_chunk, chunk)
+        yield _PoolRunner(pool, WINDOW_PER_WORKER * workers)
     except BaseException:
         # interrupted or failed: the workers stop now, with the parent, not after the queue
         for process in list(getattr(pool, "_processes", {}).values()):
@@ -267,8 +344,14 @@ def _process_pool(workers: int, setup: Setup) -> Iterator[Callable[[Chunk], Task
     pool.shutdown(wait=True)
 
 
+def _start_pool_worker(initializer: Callable[..., None] | None, initargs: tuple[Any, ...]) -> None:
+    _stop_with_parent()
+    if initializer is not None:
+        initializer(*initargs)
+
+
 @contextmanager
-def _dask(address: str, workers: int, setup: Setup) -> Iterator[Callable[[Chunk], TaskFuture]]:
+def _dask(address: str, workers: int) -> Iterator[TaskRunner]:
     import logging
 
     from distributed import Client, LocalCluster
@@ -284,10 +367,8 @@ def _dask(address: str, workers: int, setup: Setup) -> Iterator[Callable[[Chunk]
         )
     client = Client(cluster or address)
     try:
-        shipped = client.scatter(_pack_files(Path(setup.rules_dir)), broadcast=True)
-        yield lambda chunk: client.submit(  # type: ignore[no-any-return]
-            _evaluate_chunk_shipped, shipped, setup, chunk, pure=False
-        )
+        n = len(client.scheduler_info().get("workers", {})) or workers
+        yield _DaskRunner(client, WINDOW_PER_WORKER * n)
     finally:
         client.close()
         if cluster is not None:
@@ -353,7 +434,6 @@ def _start_worker(setup: Setup) -> None:
     """Build this process's Engine once. Never raises: a setup failure fails each line."""
     global _engine, _generated_at, _setup_error
     _engine, _generated_at, _setup_error = None, setup.generated_at, None
-    _stop_with_parent()
     try:
         pack = load_rulepack(setup.rules_dir)
         if pack.sha256 != setup.sha256:
