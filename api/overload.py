@@ -6,6 +6,9 @@ have already given up, and completes almost none in time. This pure-ASGI middlew
 at most ``max_concurrency`` requests in the app per worker; up to ``max_queue`` more wait
 (first come, first served) at most ``queue_timeout_s``; anything beyond is refused at once
 with 503 + Retry-After, before its body is read, so a refusal costs microseconds, not a plan.
+A request whose expected wait (its place in the queue times the moving average of recent
+service times, per slot) already exceeds ``queue_timeout_s`` is refused at once too, so a
+503 comes fast instead of after a wait that would have ended the same way.
 ``/health`` is never queued or refused.
 
 Work for a client that disconnected is abandoned, not stored: once the request body has been
@@ -85,6 +88,7 @@ class OverloadLimiter:
         self.active = 0
         self.waiting: deque[asyncio.Future[None]] = deque()
         self.shed = 0  # refused with 503 since start (for tests and /health-style probes)
+        self.service_s = 0.0  # moving average of the time an admitted request spends inside
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self.policy.enabled or scope.get("path") in OVERLOAD_EXEMPT:
@@ -94,10 +98,13 @@ class OverloadLimiter:
             self.shed += 1
             await _send_503(send, self.policy.retry_after_s)
             return
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
             await self._run(scope, receive, send)
         finally:
             self._release()
+            self.service_s += 0.2 * (loop.time() - started - self.service_s)
 
     # -- admission ----------------------------------------------------------------------------
 
@@ -105,8 +112,8 @@ class OverloadLimiter:
         if self.active < self.policy.max_concurrency and not self.waiting:
             self.active += 1
             return True
-        if len(self.waiting) >= self.policy.max_queue:
-            return False
+        if len(self.waiting) >= self.policy.max_queue or self._expected_wait() > self.policy.queue_timeout_s:
+            return False  # refused now rather than after a wait that would end the same way
         slot: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.waiting.append(slot)
         try:
@@ -126,6 +133,10 @@ class OverloadLimiter:
         finally:
             if slot in self.waiting:
                 self.waiting.remove(slot)
+
+    def _expected_wait(self) -> float:
+        """How long a request joining the queue now would likely wait for a slot."""
+        return (len(self.waiting) + 1) * self.service_s / self.policy.max_concurrency
 
     def _release(self) -> None:
         while self.waiting:

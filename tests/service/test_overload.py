@@ -133,6 +133,24 @@ def test_a_released_slot_passes_to_the_oldest_waiter_and_the_count_returns_to_ze
     assert app.active == 0 and not app.waiting
 
 
+def test_a_request_that_would_wait_longer_than_the_queue_allows_is_refused_at_once():
+    async def scenario() -> tuple[list[int], BlockingApp]:
+        inner = BlockingApp()
+        app = OverloadLimiter(inner, OverloadPolicy(max_concurrency=1, max_queue=10, queue_timeout_s=5))
+        app.service_s = 2.0  # recent requests took 2 s each
+        tasks = [asyncio.create_task(_call(app)) for _ in range(4)]
+        await asyncio.sleep(0.1)
+        early = [t.result()["status"] for t in tasks if t.done()]
+        inner.release.set()
+        await asyncio.gather(*tasks)
+        return early, inner
+
+    early, inner = asyncio.run(scenario())
+    # one inside, two queued (expected waits 2 s and 4 s), the fourth (6 s) refused at once
+    assert early == [503]
+    assert inner.most_inside == 1
+
+
 def test_health_is_never_queued_or_refused():
     async def scenario() -> list[int]:
         inner = BlockingApp()
