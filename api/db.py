@@ -510,8 +510,8 @@ class Tx:
         """Insert a plan and its searchable codes. Raises UniqueViolation (transaction intact)."""
         values = {col.name: getattr(new, col.name) for col in plans.columns}
         try:
-            with self.conn.begin_nested():
-                self.conn.execute(plans.insert().values(**values))
+            with self.conn.begin_nested():  # parameters, not .values(): one cached compiled INSERT
+                self.conn.execute(plans.insert(), values)
         except IntegrityError:
             raise UniqueViolation("plan insert conflicts with an existing plan") from None
         if new.codes:
