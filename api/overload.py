@@ -9,7 +9,7 @@ with 503 + Retry-After, before its body is read, so a refusal costs microseconds
 A request whose expected wait (its place in the queue times the moving average of recent
 service times, per slot) already exceeds ``queue_timeout_s`` is refused at once too, so a
 503 comes fast instead of after a wait that would have ended the same way.
-``/health`` is never queued or refused.
+``/health`` and ``/static/`` are never queued or refused.
 
 Work for a client that disconnected is abandoned, not stored: once the request body has been
 read, a watcher waits for the server's ``http.disconnect``; the plan service calls
@@ -50,6 +50,7 @@ __all__ = [
 log = logging.getLogger("carepath.overload")
 
 OVERLOAD_EXEMPT = frozenset({"/health"})
+OVERLOAD_EXEMPT_PREFIXES = ("/static/",)  # the web form's CSS: cheap, and a browser fetches it in parallel
 CLIENT_CLOSED_REQUEST = 499  # nginx's status for "the client went away before the answer"
 
 _gone: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
@@ -69,9 +70,9 @@ def client_gone() -> bool:
 
 @dataclass(frozen=True)
 class OverloadPolicy:
-    max_concurrency: int = 2
-    max_queue: int = 6
-    queue_timeout_s: float = 0.25
+    max_concurrency: int = 4
+    max_queue: int = 32
+    queue_timeout_s: float = 1.0
     retry_after_s: int = 1
 
     @property
@@ -91,7 +92,13 @@ class OverloadLimiter:
         self.service_s = 0.0  # moving average of the time an admitted request spends inside
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.policy.enabled or scope.get("path") in OVERLOAD_EXEMPT:
+        path = scope.get("path", "")
+        if (
+            scope["type"] != "http"
+            or not self.policy.enabled
+            or path in OVERLOAD_EXEMPT
+            or path.startswith(OVERLOAD_EXEMPT_PREFIXES)
+        ):
             await self.app(scope, receive, send)
             return
         if not await self._acquire():

@@ -42,22 +42,24 @@ import json
 import os
 import platform
 import resource
-import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # tests/ helpers (free ports, throwaway PostgreSQL databases)
+    sys.path.insert(0, str(ROOT))
+
+from tests.service.helpers import free_port, pg_database  # noqa: E402
+
 EXAMPLE = ROOT / "examples" / "intake-fentanyl.json"
 PASSWORD = "bench password, not a secret"
 STARTUP_LIMIT_S = 120.0
@@ -207,12 +209,6 @@ def _own_cpu() -> float:
 # --- servers this script starts --------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def tree_cpu_s(pid: int) -> float:
     """utime+stime (s) of ``pid`` and all its descendants, live ones read from /proc."""
     parents: dict[int, int] = {}
@@ -233,22 +229,6 @@ def tree_cpu_s(pid: int) -> float:
         total += times.get(p, 0.0)
         todo += [c for c, pp in parents.items() if pp == p]
     return total
-
-
-@contextlib.contextmanager
-def pg_database(admin_url: str) -> Iterator[str]:
-    import psycopg
-
-    parts = urlsplit(admin_url)
-    plain = urlunsplit(parts._replace(scheme="postgresql"))
-    name = "cp_bench_" + secrets.token_hex(4)
-    with psycopg.connect(plain, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunsplit(parts._replace(path="/" + name))
-    finally:
-        with psycopg.connect(plain, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 class Server:

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 
 from carepath.api.overload import (
     CLIENT_CLOSED_REQUEST,
@@ -151,17 +152,18 @@ def test_a_request_that_would_wait_longer_than_the_queue_allows_is_refused_at_on
     assert inner.most_inside == 1
 
 
-def test_health_is_never_queued_or_refused():
+@pytest.mark.parametrize("path", ["/health", "/static/carepath.css"])
+def test_health_and_static_files_are_never_queued_or_refused(path: str):
     async def scenario() -> list[int]:
         inner = BlockingApp()
         app = OverloadLimiter(inner, OverloadPolicy(max_concurrency=1, max_queue=0, queue_timeout_s=1))
         blocker = asyncio.create_task(_call(app))
         await asyncio.sleep(0.05)
         refused = await _call(app)
-        health = asyncio.create_task(_call(app, "/health"))
+        exempt = asyncio.create_task(_call(app, path))
         await asyncio.sleep(0.05)
         inner.release.set()
-        return [refused["status"], (await health)["status"], (await blocker)["status"]]
+        return [refused["status"], (await exempt)["status"], (await blocker)["status"]]
 
     assert asyncio.run(scenario()) == [503, 200, 200]
 
