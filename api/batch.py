@@ -239,13 +239,9 @@ def _results(
         yield from map(_evaluate_chunk, chunks)
         return
     with task_runner(workers, cluster, initializer=_start_worker, initargs=(setup,)) as run:
-        if run.distributed:  # workers set themselves up from the shipped pack (no shared disk)
-            shipped = run.share(_pack_files(Path(setup.rules_dir)))
-            yield from ordered(
-                lambda c: run.submit(_evaluate_chunk_shipped, shipped, setup, c), chunks, run.window
-            )
-        else:
-            yield from ordered(lambda c: run.submit(_evaluate_chunk, c), chunks, run.window)
+        if run.distributed:  # every worker (and any that restarts) gets the pack's files
+            run.on_every_worker(_PackOnWorker(_pack_files(Path(setup.rules_dir)), setup))
+        yield from ordered(lambda c: run.submit(_evaluate_chunk, c), chunks, run.window)
 
 
 def ordered(
@@ -264,16 +260,16 @@ def ordered(
 
 class TaskRunner(Protocol):
     """What ``task_runner`` yields: ``submit(fn, *args)`` returns a future (``.result()``);
-    ``share(obj)`` sends a large argument to every worker once (Dask: scattered; pool: as is);
     ``window`` is how many tasks to keep in flight; ``distributed`` is True on Dask, where
-    ``initializer`` does not run and tasks must set their worker up themselves."""
+    ``initializer`` does not run: ``on_every_worker(plugin)`` installs a Dask WorkerPlugin
+    instead (its ``setup(worker)`` runs on every worker, also on one that restarts)."""
 
     distributed: bool
     window: int
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Any: ...
 
-    def share(self, obj: Any) -> Any: ...
+    def on_every_worker(self, plugin: Any) -> None: ...
 
 
 @contextmanager
@@ -305,8 +301,8 @@ class _PoolRunner:
     def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
         return self.pool.submit(fn, *args)
 
-    def share(self, obj: Any) -> Any:
-        return obj
+    def on_every_worker(self, plugin: Any) -> None:
+        raise TypeError("a process pool sets its workers up with the initializer")
 
 
 @dataclass
@@ -318,8 +314,8 @@ class _DaskRunner:
     def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
         return self.client.submit(fn, *args, pure=False)
 
-    def share(self, obj: Any) -> Any:
-        return self.client.scatter(obj, broadcast=True)
+    def on_every_worker(self, plugin: Any) -> None:
+        self.client.register_plugin(plugin)
 
 
 @contextmanager
@@ -427,7 +423,6 @@ def _progress(show: bool) -> Iterator[Progress]:
 _engine: Engine | None = None
 _generated_at: datetime | None = None
 _setup_error: str | None = None
-_shipped_sha: str | None = None
 
 
 def _start_worker(setup: Setup) -> None:
@@ -467,17 +462,30 @@ def _evaluate_chunk(chunk: Chunk) -> ChunkResult:
     return "".join(statuses), "".join(lines)
 
 
-def _evaluate_chunk_shipped(files: dict[str, bytes], setup: Setup, chunk: Chunk) -> ChunkResult:
-    """On a Dask worker: materialise the shipped rule pack once per process, then as above."""
-    global _shipped_sha
-    if _shipped_sha != setup.sha256:
+try:  # Dask is optional (pip install 'carepath[dask]'); only --cluster needs it
+    from distributed.diagnostics.plugin import WorkerPlugin as _WorkerPlugin
+except ImportError:  # pragma: no cover
+    _WorkerPlugin = object  # type: ignore[assignment,misc]
+
+
+class _PackOnWorker(_WorkerPlugin):  # type: ignore[misc,valid-type]
+    """A Dask WorkerPlugin: writes the shipped rule pack into a folder of the worker and
+    builds the worker's Engine from it (workers need not share a disk with the parent)."""
+
+    name = "carepath-rule-pack"
+
+    def __init__(self, files: dict[str, bytes], setup: Setup) -> None:
+        self.files, self.setup_ = files, setup
+
+    def setup(self, worker: Any = None) -> None:
         root = Path(tempfile.mkdtemp(prefix="carepath-rules-"))
-        for rel, data in files.items():
+        for rel, data in self.files.items():
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             (root / rel).write_bytes(data)
-        _start_worker(Setup(str(root), setup.sha256, setup.generated_at, setup.runner))
-        _shipped_sha = setup.sha256
-    return _evaluate_chunk(chunk)
+        _start_worker(Setup(str(root), self.setup_.sha256, self.setup_.generated_at, self.setup_.runner))
+
+    def teardown(self, worker: Any = None) -> None:
+        pass
 
 
 def _evaluate_line(item: tuple[int, bytes]) -> tuple[str, str]:
