@@ -21,6 +21,7 @@ from carepath.api.audit import AuditSink
 from carepath.api.deps import csrf_token
 from carepath.api.errors import install_error_handlers
 from carepath.api.middleware import ServiceMiddleware
+from carepath.api.overload import install_overload
 from carepath.api.routes import overrides, plans, session, system
 from carepath.api.runtime import build_runtime
 from carepath.api.schemas import OverrideIn
@@ -93,6 +94,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.settings = settings
+    install_overload(app, settings)  # before ServiceMiddleware: 503s get request ids and headers
     app.add_middleware(ServiceMiddleware)
     install_error_handlers(app)
     for router in [*_routers(), *extra_routers]:

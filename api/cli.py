@@ -178,18 +178,51 @@ def batch(
     rules_dir: Annotated[
         Path | None, typer.Option(help="Rule pack folder (default: packaged rules/).")
     ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Carry on an interrupted run from OUTPUT.part.")
+    ] = False,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            help="Run on Dask distributed: 'local' (a LocalCluster of --workers processes here) "
+            "or a scheduler address such as tcp://scheduler:8786."
+        ),
+    ] = None,
+    engine: Annotated[
+        Runner, typer.Option(help="durable (default) or the reference interpreter.")
+    ] = Runner.durable,
 ) -> None:
-    """Evaluate many intakes on all cores; one result line per input line, in order."""
-    from carepath.api.batch import run_batch
+    """Evaluate many intakes on all cores (or a Dask cluster); one result line per input line,
+    in order. Ctrl-C / SIGTERM keep OUTPUT.part; --resume continues it."""
+    from carepath.api.batch import BatchInterrupted, ResumeRefused, run_batch
 
     if not input.is_file():
         _fail(2, f"input file not found: {input}")
+    stamp = None if resume and not generated else generated_at(generated)
     try:
-        stats = run_batch(input, output, workers or (os.cpu_count() or 1), generated_at(generated), rules_dir)
+        stats = run_batch(
+            input,
+            output,
+            workers or (os.cpu_count() or 1),
+            stamp,
+            rules_dir,
+            resume=resume,
+            cluster=cluster,
+            runner=engine.value,
+        )
     except RulePackError as exc:
         _fail(1, f"rule pack refused: {exc}")
+    except ResumeRefused as exc:
+        _fail(2, f"cannot resume: {exc}; run without --resume to start again")
+    except BatchInterrupted as exc:
+        typer.echo(
+            f"carepath: interrupted after {exc.done} of {exc.total} intakes; partial output kept in "
+            f"{exc.partial}; run the same command with --resume to continue",
+            err=True,
+        )
+        raise typer.Exit(128 + exc.signum) from None
     except Exception as exc:  # fail closed, never a traceback with patient data
-        _fail(1, f"batch failed ({type(exc).__name__}); no output was written")
+        _fail(1, f"batch failed ({type(exc).__name__}); partial output (if any) kept in {output}.part")
     typer.echo(f"{stats['ok']} plans, {stats['invalid']} invalid, {stats['failed']} failed", err=True)
     if stats["failed"]:
         raise typer.Exit(1)

@@ -70,6 +70,11 @@ def serve(
             "and clinicians with --role clinician; API tokens with `carepath users token EMAIL`."
         )
     db.dispose()
+    if settings.database_url and settings.secret_key is None:
+        _err(
+            f"carepath: the secret key is generated into {settings.data_dir}; replicas on one "
+            "database must share one: set CAREPATH_SECRET_KEY (docs/deployment.md)"
+        )
     _err(f"carepath: serving on http://{host}:{port} (Ctrl-C to stop)")
     uvicorn.run(
         "carepath.api.app:app_from_env",

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -28,7 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from carepath.api.records import (
     AuditEntry,
@@ -43,7 +45,7 @@ from carepath.api.records import (
     User,
 )
 
-__all__ = ["Database", "Tx", "UniqueViolation", "GENESIS_HASH", "MIGRATIONS_DIR"]
+__all__ = ["Database", "Tx", "UniqueViolation", "DatabaseBusy", "GENESIS_HASH", "MIGRATIONS_DIR"]
 
 GENESIS_HASH = "0" * 64
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -52,6 +54,16 @@ _PG_MIGRATION_LOCK = 0x6361726570  # "carep": serialises concurrent migrators on
 
 class UniqueViolation(Exception):
     """An insert hit a unique constraint (idempotency key reused, or a version already exists)."""
+
+
+class DatabaseBusy(Exception):
+    """A lock wait ran out (SQLite ``database is locked`` after busy_timeout): nothing was
+    written; the caller may retry (the service answers 503 + Retry-After, never 500)."""
+
+
+def _is_lock_timeout(exc: OperationalError) -> bool:
+    text = str(getattr(exc, "orig", exc)).lower()
+    return "database is locked" in text or "database table is locked" in text
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -221,20 +233,29 @@ class Database:
         self.url = url
         self.engine: Engine = sa.create_engine(url, pool_pre_ping=True, future=True)
         self.dialect = self.engine.dialect.name
+        self._writers: SQLiteWriterQueue | None = None
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine, sqlite_busy_timeout_ms)
+            self._writers = SQLiteWriterQueue(self.engine.url.database, sqlite_busy_timeout_ms / 1000)
 
     def dispose(self) -> None:
         self.engine.dispose()
 
     @contextmanager
     def transaction(self, *, readonly: bool = False) -> Iterator[Tx]:
-        """One transaction: commit on success, roll back on any exception (then re-raise)."""
-        with self.engine.connect() as conn:
-            if readonly:
-                conn = conn.execution_options(carepath_readonly=True)
-            with conn.begin():
-                yield Tx(conn)
+        """One transaction: commit on success, roll back on any exception (then re-raise).
+        A lock wait that runs out raises DatabaseBusy."""
+        queue = self._writers if not readonly else None
+        try:
+            with queue.turn() if queue else _no_wait(), self.engine.connect() as conn:
+                if readonly:
+                    conn = conn.execution_options(carepath_readonly=True)
+                with conn.begin():
+                    yield Tx(conn)
+        except OperationalError as exc:
+            if _is_lock_timeout(exc):
+                raise DatabaseBusy("database is busy") from None
+            raise
 
     def upgrade(self, revision: str = "head") -> None:
         """Apply Alembic migrations up to ``revision`` (one transaction; concurrent-safe)."""
@@ -286,6 +307,56 @@ class Database:
                 name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
                 for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
             }
+
+
+class SQLiteWriterQueue:
+    """SQLite writers take turns here instead of in SQLite's busy handler, which sleeps in
+    growing steps (up to 100 ms) and so leaves the write lock idle while writers sleep: one
+    thread per process (a lock), one process per database file (``flock`` on a lock file
+    beside it, released by the kernel if the process dies). A turn not had within the busy
+    timeout raises DatabaseBusy. Re-entrant within a thread (as SQLite's own lock was not:
+    a nested write transaction still waits on the outer one, as before)."""
+
+    def __init__(self, path: str | None, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._path = f"{path}.writer-lock" if path and path != ":memory:" else None
+        self._fd: int | None = None
+        self._pid = os.getpid()
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        if not self._lock.acquire(timeout=self.timeout_s):
+            raise DatabaseBusy("database is busy")
+        try:
+            self._depth += 1
+            if self._depth == 1:
+                self._flock(True)
+            try:
+                yield
+            finally:
+                if self._depth == 1:
+                    self._flock(False)
+                self._depth -= 1
+        finally:
+            self._lock.release()
+
+    def _flock(self, take: bool) -> None:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: SQLite's busy handler alone
+            return
+        if self._path is None:
+            return
+        if self._fd is None or self._pid != os.getpid():  # a forked child opens its own
+            self._fd, self._pid = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600), os.getpid()
+        fcntl.flock(self._fd, fcntl.LOCK_EX if take else fcntl.LOCK_UN)
+
+
+@contextmanager
+def _no_wait() -> Iterator[None]:
+    yield
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
@@ -439,8 +510,8 @@ class Tx:
         """Insert a plan and its searchable codes. Raises UniqueViolation (transaction intact)."""
         values = {col.name: getattr(new, col.name) for col in plans.columns}
         try:
-            with self.conn.begin_nested():
-                self.conn.execute(plans.insert().values(**values))
+            with self.conn.begin_nested():  # parameters, not .values(): one cached compiled INSERT
+                self.conn.execute(plans.insert(), values)
         except IntegrityError:
             raise UniqueViolation("plan insert conflicts with an existing plan") from None
         if new.codes:

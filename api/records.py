@@ -117,6 +117,30 @@ class PlanRecord:
     def plan(self) -> CarePlan:
         return CarePlan.model_validate_json(self.plan_json)
 
+    @classmethod
+    def of_new(cls, new: NewPlan, author_email: str) -> PlanRecord:
+        """The record a just-inserted plan reads back as (no newer version yet), without
+        reading it back."""
+        return cls(
+            id=new.id,
+            version=new.version,
+            previous_id=new.previous_id,
+            root_id=new.root_id,
+            org_id=new.org_id,
+            author_id=new.author_id,
+            author_email=author_email,
+            created_at=new.created_at,
+            intake_json=new.intake_json,
+            intake_sha256=new.intake_sha256,
+            ruleset_id=new.ruleset_id,
+            ruleset_version=new.ruleset_version,
+            ruleset_sha256=new.ruleset_sha256,
+            plan_json=new.plan_json,
+            level_of_care=new.level_of_care,
+            idempotency_key=new.idempotency_key,
+            request_sha256=new.request_sha256,
+        )
+
     def intake(self) -> Intake:
         return parse_intake_json(self.intake_json)
 

@@ -164,21 +164,38 @@ class StoredPlan(CarePlan):
     def of(
         cls, rec: PlanRecord, overrides: tuple[OverrideRecord, ...] | list[OverrideRecord] = ()
     ) -> StoredPlan:
-        meta = PlanRecordMeta(
-            version=rec.version,
-            previous_id=rec.previous_id,
-            next_id=rec.next_id,
-            root_id=rec.root_id,
-            created_at=rec.created_at,
-            author_id=rec.author_id,
-            author_email=rec.author_email,
-            ruleset_sha256=rec.ruleset_sha256,
-            intake_sha256=rec.intake_sha256,
-            links=plan_links(rec.id, rec.previous_id, rec.next_id),
-            overrides=[OverrideOut.of(o) for o in overrides],
-        )
         data: dict[str, Any] = rec.plan().model_dump()
-        return cls.model_validate({**data, "record": meta})
+        return cls.model_validate({**data, "record": record_meta(rec, overrides)})
+
+
+def record_meta(
+    rec: PlanRecord, overrides: tuple[OverrideRecord, ...] | list[OverrideRecord] = ()
+) -> PlanRecordMeta:
+    return PlanRecordMeta(
+        version=rec.version,
+        previous_id=rec.previous_id,
+        next_id=rec.next_id,
+        root_id=rec.root_id,
+        created_at=rec.created_at,
+        author_id=rec.author_id,
+        author_email=rec.author_email,
+        ruleset_sha256=rec.ruleset_sha256,
+        intake_sha256=rec.intake_sha256,
+        links=plan_links(rec.id, rec.previous_id, rec.next_id),
+        overrides=[OverrideOut.of(o) for o in overrides],
+    )
+
+
+def fresh_stored_plan_json(rec: PlanRecord) -> bytes:
+    """``StoredPlan.of(rec)`` as JSON for a plan THIS process just wrote (its ``plan_json`` is
+    the current CarePlan's own ``model_dump_json``): the record metadata is spliced into the
+    stored JSON instead of parsing, re-validating and re-serializing ~45 KB of plan. Rows
+    read back from storage (possibly written by an older version) go through
+    ``StoredPlan.of``, which fills in fields added since."""
+    body = rec.plan_json.rstrip()
+    if not body.endswith("}"):
+        raise ValueError("stored plan JSON is not an object")
+    return f'{body[:-1]},"record":{record_meta(rec).model_dump_json()}}}'.encode()
 
 
 class PlanListItem(_Out):

@@ -21,8 +21,9 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from carepath.api.audit import AuditEvent, AuditSink
-from carepath.api.db import Database, Tx, UniqueViolation
+from carepath.api.db import Database, DatabaseBusy, Tx, UniqueViolation
 from carepath.api.errors import Conflict, EngineRefused, Forbidden, InvalidRequest, NotFound
+from carepath.api.overload import ClientGone, client_gone
 from carepath.api.policy import AUDITED, allowed
 from carepath.api.records import (
     NewOverride,
@@ -184,6 +185,7 @@ class PlanService:
             raise
         fingerprint = _fingerprint(intake, prev_id)
         now = self.clock().astimezone(UTC).replace(microsecond=0)
+        self._abandon_if_client_gone(caller, action, prev_id)
         try:
             plan = self.engine.evaluate(intake, now)
         except CarepathError as exc:
@@ -193,13 +195,21 @@ class PlanService:
         except Exception:
             self._best_effort_error(caller, action, prev_id)
             raise
+        self._abandon_if_client_gone(caller, action, prev_id)
         try:
             return self._store(caller, action, intake, plan, fingerprint, idempotency_key, previous, now)
-        except (Conflict, NotFound, InvalidRequest, Forbidden):
+        except (Conflict, NotFound, InvalidRequest, Forbidden, DatabaseBusy):
             raise
         except Exception:
             self._best_effort_error(caller, action, prev_id)
             raise
+
+    def _abandon_if_client_gone(self, caller: Caller, action: str, prev_id: str | None) -> None:
+        """The client disconnected (api.overload): nobody will read the plan, so none is
+        evaluated or stored; the attempt is audited as ``abandoned``."""
+        if client_gone():
+            self.record(caller, action, "abandoned", prev_id)
+            raise ClientGone()
 
     def _store(
         self,
@@ -241,9 +251,7 @@ class PlanService:
                         new = self._new_plan(caller, intake, plan, fingerprint, key, previous, now)
                         tx.insert_plan(new)
                         self._audit(tx, caller, action, "ok", new.id)
-                        stored = tx.get_plan(new.id, caller.user.org_id)
-                        assert stored is not None
-                        return stored, False
+                        return PlanRecord.of_new(new, caller.user.email), False
             except UniqueViolation:
                 continue
             assert error is not None

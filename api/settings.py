@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     migrate_on_startup: bool = True
     log_level: str = "INFO"
     sqlite_busy_timeout_ms: int = 15000
+    # graceful overload (api/overload.py), per worker process; max_concurrency 0 turns it off
+    max_concurrency: int = Field(default=4, ge=0, description="Requests in progress per worker.")
+    max_queue: int = Field(default=32, ge=0, description="Requests waiting per worker beyond that.")
+    queue_timeout_s: float = Field(default=1.0, gt=0, description="Longest wait in the queue before 503.")
+    retry_after_s: int = Field(default=1, ge=1, description="Retry-After of a 503 (seconds).")
 
     def sqlite_path(self) -> Path:
         return self.data_dir / "carepath.sqlite3"

@@ -42,22 +42,24 @@ import json
 import os
 import platform
 import resource
-import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # tests/ helpers (free ports, throwaway PostgreSQL databases)
+    sys.path.insert(0, str(ROOT))
+
+from tests.service.helpers import free_port, pg_database  # noqa: E402
+
 EXAMPLE = ROOT / "examples" / "intake-fentanyl.json"
 PASSWORD = "bench password, not a secret"
 STARTUP_LIMIT_S = 120.0
@@ -207,12 +209,6 @@ def _own_cpu() -> float:
 # --- servers this script starts --------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def tree_cpu_s(pid: int) -> float:
     """utime+stime (s) of ``pid`` and all its descendants, live ones read from /proc."""
     parents: dict[int, int] = {}
@@ -235,26 +231,13 @@ def tree_cpu_s(pid: int) -> float:
     return total
 
 
-@contextlib.contextmanager
-def pg_database(admin_url: str) -> Iterator[str]:
-    import psycopg
-
-    parts = urlsplit(admin_url)
-    plain = urlunsplit(parts._replace(scheme="postgresql"))
-    name = "cp_bench_" + secrets.token_hex(4)
-    with psycopg.connect(plain, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunsplit(parts._replace(path="/" + name))
-    finally:
-        with psycopg.connect(plain, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 class Server:
     """``carepath serve --workers N`` in a subprocess, with its own data dir and users."""
 
-    def __init__(self, workers: int, database_url: str | None, env: dict[str, str], users: int) -> None:
+    def __init__(
+        self, workers: int, database_url: str | None, env: dict[str, str], users: int, python: str = ""
+    ) -> None:
+        self.python = python or sys.executable
         self.workers = workers
         self.database_url = database_url
         self.tmp = Path(tempfile.mkdtemp(prefix="carepath-load-"))
@@ -272,7 +255,7 @@ class Server:
 
     def _cli(self, *args: str, stdin: str = "") -> str:
         done = subprocess.run(
-            [sys.executable, "-m", "carepath.api", *args],
+            [self.python, "-m", "carepath.api", *args],
             env=self.env,
             input=stdin,
             capture_output=True,
@@ -292,7 +275,7 @@ class Server:
         self.tokens = tuple(tokens)
         log = (self.tmp / "server.log").open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "carepath.api", "serve", "--port", str(self.port)]
+            [self.python, "-m", "carepath.api", "serve", "--port", str(self.port)]
             + ["--workers", str(self.workers)],
             env=self.env,
             stdout=log,
@@ -420,7 +403,7 @@ def run_config(label: str, target: Target, args: argparse.Namespace, server: Ser
 # --- the table --------------------------------------------------------------------------------
 
 HEADER = (
-    f"{'config':<14} {'offered/s':>9} {'done/s':>7} {'p50':>7} {'p90':>7} {'p99':>7} {'max':>7} "
+    f"{'config':<21} {'offered/s':>9} {'done/s':>7} {'p50':>7} {'p90':>7} {'p99':>7} {'max':>7} "
     f"{'503':>6} {'503p99':>7} {'t/o':>5} {'err':>4} {'stored':>6} {'cpu/plan':>8} {'gen':>5}  statuses"
 )
 
@@ -435,12 +418,12 @@ def row(s: Step) -> str:
     errs = s.errors - s.statuses.get("timeout", 0)
     hist = " ".join(f"{k}:{v}" for k, v in sorted(s.statuses.items()))
     text = (
-        f"{s.label:<14} {s.offered_rate:>9g} {s.completed_per_s:>7.1f} {_ms(s.pct(0.5)):>7} "
+        f"{s.label:<21} {s.offered_rate:>9g} {s.completed_per_s:>7.1f} {_ms(s.pct(0.5)):>7} "
         f"{_ms(s.pct(0.9)):>7} {_ms(s.pct(0.99)):>7} {_ms(s.pct(1.0)):>7} "
         f"{s.statuses.get('503', 0):>6} {_ms(s.pct(0.99, s.shed_latencies_ms)):>7} "
         f"{s.statuses.get('timeout', 0):>5} {errs:>4} {stored:>6} {cpu:>8} {s.generator_cpu:>5.0%}  {hist}"
     )
-    return text + (f"\n{'':<14} ^ {s.note}" if s.note else "")
+    return text + (f"\n{'':<21} ^ {s.note}" if s.note else "")
 
 
 def summary(steps: list[Step], args: argparse.Namespace) -> None:
@@ -457,9 +440,15 @@ def summary(steps: list[Step], args: argparse.Namespace) -> None:
         knee = max((s for s in own if s.meets(args.slo_ms)), key=lambda s: s.offered_rate, default=None)
         best = max(own, key=lambda s: s.completed_per_s)
         print(
-            f"  {label:<14} knee {'-' if knee is None else f'{knee.offered_rate:g}/s'}; "
+            f"  {label:<21} knee {'-' if knee is None else f'{knee.offered_rate:g}/s'}; "
             f"best {best.completed_per_s:.1f}/s at {best.offered_rate:g}/s offered"
         )
+
+
+def threading_is_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 def _loadavg() -> str:
@@ -498,6 +487,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pause", type=float, default=1.0, help="seconds between steps")
     p.add_argument("--max-connections", type=int, default=1000, help="client connection pool size")
     p.add_argument("--server-env", action="append", default=[], help="KEY=VALUE for started servers")
+    p.add_argument(
+        "--server-python",
+        action="append",
+        default=[],
+        metavar="LABEL=PYTHON",
+        help="compare installations side by side: the server runs under each PYTHON "
+        "(e.g. before=/venvs/old/bin/python); default: this interpreter",
+    )
     p.add_argument("--json", help="also write every step as JSON to this file")
     args = p.parse_args(argv)
     args.rates = [float(r) for r in args.rates.split(",") if r]
@@ -515,6 +512,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> list[Step]:
     args = parse_args(argv)
+    if threading_is_main():  # SIGTERM unwinds like Ctrl-C: servers stopped, databases dropped
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     print(
         f"# carepath load: {platform.python_version()}, {os.cpu_count()} cores, loadavg {_loadavg()}, "
         f"{args.endpoint}, {args.duration:g}s/step, timeout {args.timeout:g}s",
@@ -526,13 +525,16 @@ def main(argv: Sequence[str] | None = None) -> list[Step]:
         steps += run_config("url", read_target(args.url, args.token, args), args, None)
     else:
         env = dict(kv.split("=", 1) for kv in args.server_env)
+        pythons = [tuple(kv.split("=", 1)) for kv in args.server_python] or [("", "")]
         for db in args.db:
             for workers in args.workers:
-                with contextlib.ExitStack() as stack:
-                    url = stack.enter_context(pg_database(args.pg_url)) if db == "postgresql" else None
-                    server = stack.enter_context(Server(workers, url, env, args.users))
-                    target = read_target(server.url, server.tokens, args)
-                    steps += run_config(f"{db[:6]} w{workers}", target, args, server)
+                for name, python in pythons:
+                    with contextlib.ExitStack() as stack:
+                        url = stack.enter_context(pg_database(args.pg_url)) if db == "postgresql" else None
+                        server = stack.enter_context(Server(workers, url, env, args.users, python))
+                        target = read_target(server.url, server.tokens, args)
+                        label = f"{name + ' ' if name else ''}{db[:6]} w{workers}"
+                        steps += run_config(label, target, args, server)
     summary(steps, args)
     print(f"# loadavg at the end {_loadavg()} (other processes share this machine)")
     if args.json:

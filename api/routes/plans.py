@@ -25,7 +25,7 @@ from carepath.api.deps import (
 )
 from carepath.api.errors import InvalidRequest
 from carepath.api.middleware import DEFAULT_CSP
-from carepath.api.records import PlanFilter
+from carepath.api.records import PlanFilter, PlanRecord
 from carepath.api.rendering import render_html_report, render_pdf_report, style_hashes
 from carepath.api.schemas import (
     ErrorBody,
@@ -35,6 +35,7 @@ from carepath.api.schemas import (
     PlanPage,
     StoredPlan,
     ValidationErrorBody,
+    fresh_stored_plan_json,
 )
 from carepath.api.service import OverrideRequest
 from carepath.engine.errors import FieldProblem, problems_from_validation
@@ -92,11 +93,14 @@ def _intake_body(required: bool) -> dict[str, Any]:
     }
 
 
-def _created(response: Response, stored: StoredPlan, replayed: bool) -> StoredPlan:
-    response.headers["Location"] = f"/v1/plans/{stored.plan_id}"
+def _created(record: PlanRecord, replayed: bool) -> Response:
+    """201 with the stored plan. A plan written just now is serialized straight from its
+    stored JSON (schemas.fresh_stored_plan_json); a replayed one goes through StoredPlan."""
+    body = StoredPlan.of(record).model_dump_json().encode() if replayed else fresh_stored_plan_json(record)
+    headers = {"Location": f"/v1/plans/{record.id}"}
     if replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    return stored
+        headers["Idempotent-Replayed"] = "true"
+    return Response(body, status_code=201, media_type="application/json", headers=headers)
 
 
 @router.post(
@@ -108,11 +112,9 @@ def _created(response: Response, stored: StoredPlan, replayed: bool) -> StoredPl
     responses={**_ERRORS, **_INVALID, 409: {"model": ErrorBody, "description": "Idempotency-Key reused."}},
     openapi_extra=_intake_body(required=True),
 )
-def create_plan(
-    caller: PlanWriter, plans: PlansDep, body: RawBody, response: Response, key: IdempotencyKey = None
-) -> StoredPlan:
+def create_plan(caller: PlanWriter, plans: PlansDep, body: RawBody, key: IdempotencyKey = None) -> Response:
     record, replayed = plans.create(caller, body, idempotency_key=key)
-    return _created(response, StoredPlan.of(record), replayed)
+    return _created(record, replayed)
 
 
 @router.post(
@@ -132,11 +134,10 @@ def reevaluate_plan(
     caller: PlanReevaluator,
     plans: PlansDep,
     body: RawBody,
-    response: Response,
     key: IdempotencyKey = None,
-) -> StoredPlan:
+) -> Response:
     record, replayed = plans.reevaluate(caller, plan_id, body if body.strip() else None, idempotency_key=key)
-    return _created(response, StoredPlan.of(record), replayed)
+    return _created(record, replayed)
 
 
 @router.get(
@@ -188,9 +189,10 @@ def _day(d: date | None) -> datetime | None:
     summary="One stored plan with its version links and overrides",
     responses={**_ERRORS, **_NOT_FOUND},
 )
-def read_plan(plan_id: str, caller: PlanReader, plans: PlansDep) -> StoredPlan:
+def read_plan(plan_id: str, caller: PlanReader, plans: PlansDep) -> Response:
     view = plans.get(caller, plan_id)
-    return StoredPlan.of(view.record, view.overrides)
+    body = StoredPlan.of(view.record, view.overrides).model_dump_json()  # validated once, not twice
+    return Response(body, media_type="application/json")
 
 
 @router.get(

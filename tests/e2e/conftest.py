@@ -77,7 +77,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     env = {
         k: v for k, v in os.environ.items() if not k.startswith("CAREPATH_") and k not in ("DATABASE_URL",)
     }
-    env |= {"CAREPATH_DATA_DIR": str(data), "PYTHONUNBUFFERED": "1"}
+    env |= {"CAREPATH_DATA_DIR": str(data), "PYTHONUNBUFFERED": "1", "CAREPATH_QUEUE_TIMEOUT_S": "60"}
     add = subprocess.run(
         [*_carepath(), "users", "add", "--org", "clinic-e2e", "--email", EMAIL, "--role", "clinician"]
         + ["--password-stdin"],

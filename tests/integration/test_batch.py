@@ -172,7 +172,7 @@ def test_a_missing_input_is_invalid_input(tmp_path: Path) -> None:
 def test_workers_refuse_a_pack_that_changed_after_the_parent_checked_it(tmp_path: Path) -> None:
     from carepath.api import batch
 
-    batch._start_worker(str(make_pack(tmp_path, {})), "0" * 64, FIXED_TIME)
+    batch._start_worker(batch.Setup(str(make_pack(tmp_path, {})), "0" * 64, FIXED_TIME))
     status, line = batch._evaluate_line((1, _valid(1)[0]))
     assert status == "failed"
     assert json.loads(line) == {

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.service.helpers import ROOT, Users, make_users, pg_database
+from tests.service.helpers import ROOT, TEST_OVERLOAD, Users, make_users, pg_database
 
 EXAMPLE = ROOT / "examples" / "intake-fentanyl.json"
 
@@ -65,6 +65,7 @@ def settings_for(tmp_path: Path):
     from carepath.api.settings import Settings
 
     def make(database_url: str | None = None, **extra) -> Settings:
+        extra = {**TEST_OVERLOAD, **extra}
         return Settings(
             data_dir=tmp_path / "data",
             database_url=database_url,
@@ -122,6 +123,7 @@ def shared_server(tmp_path_factory, engine):
         data_dir=tmp / "data",
         database_url=f"sqlite:///{tmp / 'carepath.sqlite3'}",
         secret_key=secrets.token_hex(32),
+        **TEST_OVERLOAD,
     )
     with _serve(settings, engine) as srv:
         srv.users = make_users(srv.runtime.db)

@@ -24,6 +24,9 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "correct horse battery staple"
 STARTUP_LIMIT_S = 60.0  # a limit on waiting, never an assertion about speed
+# Test servers keep the overload limiter but never shed for time: a loaded CI host must not
+# turn a burst of test requests into 503s (tests/service/test_overload.py sets its own).
+TEST_OVERLOAD = {"queue_timeout_s": 60.0}
 
 
 def free_port() -> int:
@@ -152,7 +155,13 @@ class ProcessServer:
         inherited = {
             k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CAREPATH_DATABASE_URL")
         }
-        self.env = {**inherited, "CAREPATH_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.env = {
+            **inherited,
+            "CAREPATH_DATA_DIR": str(data_dir),
+            "PYTHONUNBUFFERED": "1",
+            "CAREPATH_QUEUE_TIMEOUT_S": str(TEST_OVERLOAD["queue_timeout_s"]),
+            **(env or {}),
+        }
         self.proc: subprocess.Popen[bytes] | None = None
         self.n = 0
 

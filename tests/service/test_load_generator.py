@@ -29,8 +29,9 @@ def test_a_short_run_against_a_live_server_counts_every_request(load, shared_ser
     )
     (step,) = steps
     assert step.sent == 8
-    assert step.statuses == Counter({"201": 8})
-    assert step.ok == 8 and len(step.ok_latencies_ms) == 8
+    assert sum(step.statuses.values()) == 8  # every request accounted for
+    assert set(step.statuses) <= {"201", "503"}  # a starved host may shed some: counted, not lost
+    assert step.ok == step.statuses["201"] == len(step.ok_latencies_ms) > 0
     assert all(ms > 0 for ms in step.ok_latencies_ms)
     out = capsys.readouterr().out
     assert "offered/s" in out and "knee per config" in out
