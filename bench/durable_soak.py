@@ -57,8 +57,7 @@ def _rss_mb() -> float:
 
 
 def _worker(index: int, args: dict[str, Any], with_durable_threads: bool, out: Any) -> None:
-    from carepath.engine import EngineError, load_rulepack, parse_intake_obj
-    from carepath.engine import _durable
+    from carepath.engine import EngineError, _durable, load_rulepack, parse_intake_obj
     from carepath.engine.derive import derive
     from carepath.engine.ir import ReferenceRunner
     from tests.factories import random_intake
