@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from carepath.api.audit import AuditSink
 from carepath.api.deps import csrf_token
 from carepath.api.errors import install_error_handlers
+from carepath.api.hardening import install as install_hardening
 from carepath.api.middleware import ServiceMiddleware
 from carepath.api.routes import overrides, plans, session, system
 from carepath.api.runtime import build_runtime
@@ -79,7 +80,7 @@ def create_app(
         try:
             yield
         finally:
-            runtime.db.dispose()
+            runtime.close()
 
     from carepath.api.routes.system import package_version
 
@@ -93,6 +94,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.settings = settings
+    install_hardening(app, settings)  # before ServiceMiddleware: that one stays outermost
     app.add_middleware(ServiceMiddleware)
     install_error_handlers(app)
     for router in [*_routers(), *extra_routers]:
@@ -102,8 +104,13 @@ def create_app(
 
 
 def app_from_env() -> FastAPI:
-    """Factory for uvicorn (``carepath serve``): settings from CAREPATH_* / DATABASE_URL."""
-    return create_app(Settings())
+    """Factory for uvicorn (``carepath serve``): settings from CAREPATH_* / DATABASE_URL.
+    Runs in every worker process, so each configures its own logging (the access log)."""
+    from carepath.api.logs import configure_logging
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)
 
 
 @dataclass(frozen=True)

@@ -97,14 +97,11 @@ class Settings(BaseSettings):
         return self.data_dir / "carepath.sqlite3"
 
     def resolved_database_url(self) -> str:
-        """The URL to connect to; for the default SQLite file, the data dir is created."""
+        """The URL to connect to; for the default SQLite file, the data dir is created (0700)."""
         url = self.database_url
-        if not url:
+        if not url:  # the file itself is created only by `carepath db upgrade` (api.db, 0600)
             self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            path = self.sqlite_path()
-            if not path.exists():  # patient data: readable by the service's user only
-                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-            return f"sqlite:///{path.resolve()}"
+            return f"sqlite:///{self.sqlite_path().resolve()}"
         if url.startswith("postgres://"):
             url = "postgresql://" + url[len("postgres://") :]
         if url.startswith("postgresql://"):

@@ -34,6 +34,7 @@ def srv(tmp_path_factory, engine):
         data_dir=base / "data",
         database_url=f"sqlite:///{base / 'carepath.sqlite3'}",
         secret_key=secrets.token_hex(32),
+        cookie_secure=False,
     )
     with ThreadServer(create_app(settings, engine=engine)) as server:
         server.users = make_users(server.runtime.db)

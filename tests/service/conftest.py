@@ -69,7 +69,7 @@ def settings_for(tmp_path: Path):
             data_dir=tmp_path / "data",
             database_url=database_url,
             secret_key=secrets.token_hex(32),
-            **extra,
+            **{"cookie_secure": False, **extra},  # httpx sends no Secure cookie over http://
         )
 
     return make
@@ -122,6 +122,7 @@ def shared_server(tmp_path_factory, engine):
         data_dir=tmp / "data",
         database_url=f"sqlite:///{tmp / 'carepath.sqlite3'}",
         secret_key=secrets.token_hex(32),
+        cookie_secure=False,
     )
     with _serve(settings, engine) as srv:
         srv.users = make_users(srv.runtime.db)

@@ -103,6 +103,18 @@ def make_users(db: Any) -> Users:
     )
 
 
+def prepare_database(settings: Any) -> None:
+    """What `carepath db upgrade` does: create (SQLite) and migrate the settings' database. The
+    service itself never creates a SQLite file (a moved file must not come back empty)."""
+    from carepath.api.hardening import open_database
+
+    db = open_database(settings, create=True)
+    try:
+        db.upgrade()
+    finally:
+        db.dispose()
+
+
 class ThreadServer:
     """uvicorn serving an app object in a background thread, on a free loopback port."""
 
@@ -110,6 +122,7 @@ class ThreadServer:
         import uvicorn
 
         self.app = app
+        prepare_database(app.state.settings)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
@@ -143,7 +156,12 @@ class ProcessServer:
     """`carepath serve` (python -m api serve) in a subprocess; its stdout/stderr go to files."""
 
     def __init__(
-        self, data_dir: Path, *, env: dict[str, str] | None = None, log_dir: Path | None = None
+        self,
+        data_dir: Path,
+        *,
+        env: dict[str, str] | None = None,
+        log_dir: Path | None = None,
+        prepare: bool = True,
     ) -> None:
         self.data_dir = data_dir
         self.port = free_port()
@@ -152,11 +170,23 @@ class ProcessServer:
         inherited = {
             k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CAREPATH_DATABASE_URL")
         }
-        self.env = {**inherited, "CAREPATH_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.env = {
+            **inherited,
+            "CAREPATH_DATA_DIR": str(data_dir),
+            "PYTHONUNBUFFERED": "1",
+            "CAREPATH_COOKIE_SECURE": "false",  # httpx sends no Secure cookie over http://
+            **(env or {}),
+        }
+        self.prepare = prepare
         self.proc: subprocess.Popen[bytes] | None = None
         self.n = 0
 
     def start(self) -> ProcessServer:
+        if self.prepare and not any(k in self.env for k in ("DATABASE_URL", "CAREPATH_DATABASE_URL")):
+            if not (self.data_dir / "carepath.sqlite3").exists():  # `carepath db upgrade` first
+                done = run_cli("db", "upgrade", data_dir=self.data_dir, env=self.env)
+                if done.returncode != 0:
+                    raise RuntimeError(f"db upgrade failed: {done.stderr[-2000:]}")
         self.n += 1
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.stdout = self.log_dir / f"server-{self.port}-{self.n}.out"
