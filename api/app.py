@@ -43,6 +43,7 @@ Errors never echo submitted values; 422 bodies list `{field, message}` per offen
 def _routers() -> list[APIRouter]:
     """Every router of the service. The web form, FHIR and CDS Hooks routers are added here."""
     from carepath.api import cds, fhir, web
+    from carepath.api.routes import disclosures, tokens
 
     return [
         system.router,
@@ -52,6 +53,8 @@ def _routers() -> list[APIRouter]:
         fhir.router,
         cds.router,
         web.router,
+        tokens.router,  # hardening: API tokens over HTTP
+        disclosures.router,  # hardening: Part 2 consent and accounting of disclosures
     ]
 
 

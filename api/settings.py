@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     max_connections: int = Field(default=1000, ge=1, description="Open connections per worker (dropped).")
     rate_per_ip: float = Field(default=300.0, ge=0, description="Requests/s per client address; 0 = off.")
     rate_per_account: float = Field(default=200.0, ge=0, description="Requests/s per signed-in account.")
-    rate_anonymous_per_ip: float = Field(default=20.0, ge=0, description="Anonymous requests/s per address.")
+    rate_anonymous_per_ip: float = Field(default=50.0, ge=0, description="Anonymous requests/s per address.")
     login_per_ip_per_minute: int = Field(default=20, ge=1, description="Sign-in attempts per address.")
     login_lockout_after: int = Field(default=5, ge=1, description="Failed sign-ins before a lockout.")
     login_lockout_base_s: int = Field(default=60, ge=1, description="First lockout; doubles each time.")

@@ -26,6 +26,13 @@ PASSWORD = "correct horse battery staple"
 STARTUP_LIMIT_S = 60.0  # a limit on waiting, never an assertion about speed
 
 
+TEST_RATES = {  # tests fire requests faster than any clinic; the limit tests set their own
+    "CAREPATH_RATE_PER_IP": "5000",
+    "CAREPATH_RATE_ANONYMOUS_PER_IP": "5000",
+    "CAREPATH_RATE_PER_ACCOUNT": "5000",
+}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -125,8 +132,11 @@ class ThreadServer:
         prepare_database(app.state.settings)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        from carepath.api.http_protocol import uvicorn_options
+
+        options = uvicorn_options(app.state.settings)  # the limits `carepath serve` runs with
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_config=None, access_log=False, lifespan="on"
+            app, host="127.0.0.1", port=self.port, log_config=None, access_log=False, lifespan="on", **options
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -175,6 +185,7 @@ class ProcessServer:
             "CAREPATH_DATA_DIR": str(data_dir),
             "PYTHONUNBUFFERED": "1",
             "CAREPATH_COOKIE_SECURE": "false",  # httpx sends no Secure cookie over http://
+            **TEST_RATES,
             **(env or {}),
         }
         self.prepare = prepare
