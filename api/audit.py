@@ -642,7 +642,12 @@ def verify_chain(
     try:
         with db.transaction(readonly=True) as tx:
             v.rows(tx)
-            v.content(tx)
+            try:
+                v.content(tx)
+            except RuntimeError as exc:  # api.vault.VaultError: a sealed value that does not open
+                if isinstance(exc, _Problem):
+                    raise
+                raise _Problem(f"stored content was altered or its key is missing ({exc})") from None
     except _Problem as p:
         return VerifyResult(False, v.entries, p.seq, p.reason, len(wanted), v.plans, v.overrides, v.legacy)
     return VerifyResult(True, v.entries, None, "", len(wanted), v.plans, v.overrides, v.legacy)
