@@ -193,11 +193,11 @@ class ProcessServer:
         self.n = 0
 
     def start(self) -> ProcessServer:
-        if self.prepare and not any(k in self.env for k in ("DATABASE_URL", "CAREPATH_DATABASE_URL")):
-            if not (self.data_dir / "carepath.sqlite3").exists():  # `carepath db upgrade` first
-                done = run_cli("db", "upgrade", data_dir=self.data_dir, env=self.env)
-                if done.returncode != 0:
-                    raise RuntimeError(f"db upgrade failed: {done.stderr[-2000:]}")
+        external = any(k in self.env for k in ("DATABASE_URL", "CAREPATH_DATABASE_URL"))
+        if self.prepare and not external and not (self.data_dir / "carepath.sqlite3").exists():
+            done = run_cli("db", "upgrade", data_dir=self.data_dir, env=self.env)  # what an operator runs first
+            if done.returncode != 0:
+                raise RuntimeError(f"db upgrade failed: {done.stderr[-2000:]}")
         self.n += 1
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.stdout = self.log_dir / f"server-{self.port}-{self.n}.out"

@@ -59,7 +59,8 @@ FORBIDDEN = [
     "DROP TABLE plans CASCADE",
     "ALTER TABLE plans ADD COLUMN sneaky integer",
     "DROP FUNCTION carepath_append_only() CASCADE",
-    "CREATE OR REPLACE FUNCTION carepath_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$",
+    "CREATE OR REPLACE FUNCTION carepath_append_only() RETURNS trigger LANGUAGE plpgsql "
+    "AS $$ BEGIN RETURN NEW; END $$",
 ]
 
 
