@@ -70,11 +70,9 @@ class GuardedH11Protocol(H11Protocol):
     def data_received(self, data: bytes) -> None:
         waiting_for_head = self.conn.their_state == h11.IDLE
         if waiting_for_head:
-            buffered = len(self.conn.trailing_data[0]) + len(data)
-            if (
-                buffered > _LIMITS["max_header_bytes"]
-                and b"\r\n\r\n" not in self.conn.trailing_data[0] + data
-            ):
+            buffered = self.conn.trailing_data[0] + data
+            end = buffered.find(b"\r\n\r\n")
+            if (end if end >= 0 else len(buffered)) > _LIMITS["max_header_bytes"]:
                 self._refuse(431, b"Request header fields too large")
                 return
             if self._head_timer is None:

@@ -195,7 +195,9 @@ class ProcessServer:
     def start(self) -> ProcessServer:
         external = any(k in self.env for k in ("DATABASE_URL", "CAREPATH_DATABASE_URL"))
         if self.prepare and not external and not (self.data_dir / "carepath.sqlite3").exists():
-            done = run_cli("db", "upgrade", data_dir=self.data_dir, env=self.env)  # what an operator runs first
+            done = run_cli(
+                "db", "upgrade", data_dir=self.data_dir, env=self.env
+            )  # what an operator runs first
             if done.returncode != 0:
                 raise RuntimeError(f"db upgrade failed: {done.stderr[-2000:]}")
         self.n += 1
