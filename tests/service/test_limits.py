@@ -9,6 +9,7 @@ headers and stalled bodies (RSS of a real `carepath serve` process, read from /p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import threading
@@ -30,10 +31,8 @@ def _rss_mb(pid: int) -> float:
 
 def _raw(port: int, data: bytes, read_timeout: float = 10.0) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=read_timeout) as s:
-        try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             s.sendall(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
         out = b""
         try:
             while chunk := s.recv(65536):
@@ -94,7 +93,10 @@ def test_an_oversized_body_is_413_before_it_is_read(limited):
 
 def test_a_stalled_body_is_408(limited):
     with limited(body_idle_timeout_s=1.0, body_timeout_s=3.0) as srv:
-        head = b"POST /v1/plans HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n"
+        head = (
+            b"POST /v1/plans HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 500\r\n\r\n"
+        )
         started = time.monotonic()
         out = _raw(srv.port, head + b'{"assessment_date": ', read_timeout=15)
         assert out.startswith(b"HTTP/1.1 408") and time.monotonic() - started < 10
