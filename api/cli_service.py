@@ -68,6 +68,14 @@ def serve(
     except Exception as exc:  # never a traceback that could quote a connection string
         _err(f"carepath: cannot open the database ({type(exc).__name__})")
         raise typer.Exit(1) from None
+    try:  # a pack that does not load never reaches uvicorn: one line, no traceback
+        from carepath.engine import CarepathError, load_rulepack
+
+        load_rulepack(settings.rules_dir)
+    except CarepathError as exc:
+        db.dispose()
+        _err(f"carepath: the rule pack does not load: {exc}")
+        raise typer.Exit(1) from None
     if admin_count(db) == 0:
         _err(
             "carepath: no admin user yet. Create one with\n"
