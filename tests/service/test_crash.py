@@ -1,7 +1,8 @@
 """Crash test: `carepath serve` killed with SIGKILL at random moments during a stream of POSTs,
 20 times in CI, 200 times in the nightly profile (`pytest -m nightly`). Clients retry
-unacknowledged requests with the same Idempotency-Key after each restart. Afterwards every acknowledged plan is stored exactly once, SQLite's integrity check
-passes and `carepath audit verify` passes."""
+unacknowledged requests with the same Idempotency-Key after each restart. Afterwards every
+acknowledged plan is stored exactly once, SQLite's integrity check passes and `carepath audit
+verify` passes (keyed chain, plan content and signed checkpoints)."""
 
 from __future__ import annotations
 
