@@ -97,8 +97,8 @@ def _worker(index: int, args: dict[str, Any], with_durable_threads: bool, out: A
         for done, _ in enumerate(pool.map(one, range(n), chunksize=256), 1):
             if done % every == 0:
                 print(
-                    f"    worker {index}: {done:,} evaluations, {result.refused} refused, {result.wrong} wrong,"
-                    f" {time.perf_counter() - started:.0f} s",
+                    f"    worker {index}: {done:,} evaluations, {result.refused} refused,"
+                    f" {result.wrong} wrong, {time.perf_counter() - started:.0f} s",
                     flush=True,
                 )
     result.seconds = time.perf_counter() - started
