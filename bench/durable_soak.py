@@ -93,12 +93,15 @@ def _worker(index: int, args: dict[str, Any], with_durable_threads: bool, out: A
 
     started = time.perf_counter()
     every = max(1, args["progress"])
+    block = 10_000  # Executor.map submits everything at once: feed it in bounded blocks
     with ThreadPoolExecutor(max_workers=args["threads"]) as pool:
-        for done, _ in enumerate(pool.map(one, range(n), chunksize=256), 1):
-            if done % every == 0:
+        for first in range(0, n, block):
+            list(pool.map(one, range(first, min(n, first + block)), chunksize=64))
+            done = min(n, first + block)
+            if done % every == 0 or done == n:
                 print(
                     f"    worker {index}: {done:,} evaluations, {result.refused} refused,"
-                    f" {result.wrong} wrong, {time.perf_counter() - started:.0f} s",
+                    f" {result.wrong} wrong, {time.perf_counter() - started:.0f} s, RSS {_rss_mb():.1f} MB",
                     flush=True,
                 )
     result.seconds = time.perf_counter() - started

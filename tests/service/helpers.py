@@ -23,7 +23,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "correct horse battery staple"
-STARTUP_LIMIT_S = 60.0  # a limit on waiting, never an assertion about speed
+STARTUP_LIMIT_S = 180.0  # a limit on waiting, never an assertion about speed (shared, loaded hosts)
 
 
 TEST_RATES = {  # tests fire requests faster than any clinic; the limit tests set their own
