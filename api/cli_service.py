@@ -165,6 +165,37 @@ def users_token(
     typer.echo(token)
 
 
+@users_app.command("mfa")
+def users_mfa(
+    email: Annotated[str, typer.Argument(help="The user's email.")],
+    disable: Annotated[bool, typer.Option("--disable", help="Turn the second factor off.")] = False,
+) -> None:
+    """Enrol a user in TOTP (prints the otpauth:// URI once, for their authenticator app)."""
+    import pyotp
+
+    from carepath.api.auth import AccountError, normalise_email
+
+    db = _database()
+    try:
+        address = normalise_email(email)
+        with db.transaction() as tx:
+            found = tx.user_with_hash(address)
+            if found is None:
+                raise AccountError("no user with this email")
+            secret = None if disable else pyotp.random_base32()
+            tx.set_totp(found[0].id, secret, not disable)
+    except AccountError as exc:
+        _err(f"carepath: {exc}")
+        raise typer.Exit(2) from None
+    finally:
+        db.dispose()
+    if disable:
+        typer.echo(f"second factor off for {address}")
+        return
+    _err("carepath: add this to the user's authenticator app (shown once):")
+    typer.echo(pyotp.TOTP(secret).provisioning_uri(name=address, issuer_name="carepath"))
+
+
 @users_app.command("list")
 def users_list() -> None:
     """List users: id, email, role, organisation, active."""
