@@ -190,5 +190,6 @@ def test_rss_stays_bounded_under_huge_headers_and_stalled_bodies(tmp_path):
         for s in stalled:
             s.close()
         after = _rss_mb(srv.proc.pid)
+    print(f"\nRSS under floods: before {before:.1f} MB, during {during:.1f} MB, after {after:.1f} MB")
     assert during - before < 120, f"RSS {before:.0f} -> {during:.0f} MB during the floods"
     assert after - before < 120, f"RSS {before:.0f} -> {after:.0f} MB after"
