@@ -7,7 +7,6 @@ in ``./data`` (created on first use) with a secret key generated into that folde
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 
@@ -112,24 +111,10 @@ class Settings(BaseSettings):
         """The configured key, or one generated on first run and kept in the data dir (0600)."""
         if self.secret_key is not None and self.secret_key.get_secret_value():
             return self.secret_key.get_secret_value().encode()
-        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        from carepath.api.keys import key_file  # written aside and linked: never half-written
+
         path = self.data_dir / _SECRET_FILE
-        if not path.exists():
-            # Written aside, then linked into place: never a half-written key, and two
-            # processes starting together agree on whichever key was linked first.
-            tmp = path.with_name(f".{_SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                os.write(fd, secrets.token_hex(32).encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                pass
-            finally:
-                tmp.unlink()
+        key_file(path, secrets.token_hex(32).encode())
         key = path.read_bytes().strip()
         if len(key) < 32:
             raise RuntimeError(f"{path} is too short to be a secret key; delete it to regenerate")
