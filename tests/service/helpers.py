@@ -228,6 +228,7 @@ class ProcessServer:
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
+                self.kill()  # never leave a server behind a failed test
                 raise RuntimeError("server did not become ready")
             time.sleep(0.05)
 
