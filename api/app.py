@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from carepath.api.audit import AuditSink
 from carepath.api.deps import csrf_token
 from carepath.api.errors import install_error_handlers
+from carepath.api.hardening import install as install_hardening
 from carepath.api.middleware import ServiceMiddleware
 from carepath.api.overload import install_overload
 from carepath.api.routes import overrides, plans, session, system
@@ -43,6 +44,7 @@ Errors never echo submitted values; 422 bodies list `{field, message}` per offen
 def _routers() -> list[APIRouter]:
     """Every router of the service. The web form, FHIR and CDS Hooks routers are added here."""
     from carepath.api import cds, fhir, web
+    from carepath.api.routes import disclosures, tokens
 
     return [
         system.router,
@@ -52,6 +54,8 @@ def _routers() -> list[APIRouter]:
         fhir.router,
         cds.router,
         web.router,
+        tokens.router,  # hardening: API tokens over HTTP
+        disclosures.router,  # hardening: Part 2 consent and accounting of disclosures
     ]
 
 
@@ -80,7 +84,7 @@ def create_app(
         try:
             yield
         finally:
-            runtime.db.dispose()
+            runtime.close()
 
     from carepath.api.routes.system import package_version
 
@@ -94,7 +98,10 @@ def create_app(
         redoc_url=None,
     )
     app.state.settings = settings
-    install_overload(app, settings)  # before ServiceMiddleware: 503s get request ids and headers
+    # later middleware is outer: ServiceMiddleware (request ids, headers) wraps the hardening
+    # limits (size, time, rate), which wrap the overload queue (bounded concurrency)
+    install_overload(app, settings)
+    install_hardening(app, settings)
     app.add_middleware(ServiceMiddleware)
     install_error_handlers(app)
     for router in [*_routers(), *extra_routers]:
@@ -104,8 +111,13 @@ def create_app(
 
 
 def app_from_env() -> FastAPI:
-    """Factory for uvicorn (``carepath serve``): settings from CAREPATH_* / DATABASE_URL."""
-    return create_app(Settings())
+    """Factory for uvicorn (``carepath serve``): settings from CAREPATH_* / DATABASE_URL.
+    Runs in every worker process, so each configures its own logging (the access log)."""
+    from carepath.api.logs import configure_logging
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ line (``carepath users ...``) and tests. Only hashes of passwords (argon2id) and
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from carepath.api.db import Database, UniqueViolation
 from carepath.api.records import ROLES, Principal, User
@@ -36,6 +36,7 @@ __all__ = [
     "disable_user",
 ]
 
+DEFAULT_TOKEN_DAYS = 90
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}$")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -78,21 +79,29 @@ def create_user(
             raise AccountError("a user with this email already exists") from None
 
 
-def mint_token(db: Database, email: str, *, now: datetime, label: str = "api") -> str:
-    """A new API token for ``email``; returns the token itself (stored only as a hash)."""
+def mint_token(
+    db: Database, email: str, *, now: datetime, label: str = "api", expires_at: datetime | None = None
+) -> str:
+    """A new API token for ``email``; returns the token itself (stored only as a hash).
+    Without ``expires_at`` it expires ``token_max_age_days`` after ``now`` (api.settings)."""
     email = normalise_email(email)
     token = new_api_token()
     with db.transaction() as tx:
         found = tx.user_with_hash(email)
         if found is None or not found[0].active:
             raise AccountError("no active user with this email")
-        tx.add_token(found[0].id, token_sha256(token), label[:100], now)
+        tx.add_token(found[0].id, token_sha256(token), label[:100], now, expires_at)
     return token
 
 
-def principal_for_bearer(db: Database, token: str) -> Principal | None:
+def principal_for_bearer(
+    db: Database, token: str, now: datetime | None = None, max_age_days: int = DEFAULT_TOKEN_DAYS
+) -> Principal | None:
+    """The token's user, if the token is known, not revoked and not expired (a token minted
+    without an expiry lives ``max_age_days`` from its creation)."""
+    now = now or datetime.now(UTC)
     with db.transaction(readonly=True) as tx:
-        user = tx.user_by_token(token_sha256(token))
+        user = tx.user_by_live_token(token_sha256(token), now, timedelta(days=max_age_days))
     return Principal(user, "bearer") if user is not None and user.active else None
 
 

@@ -27,13 +27,19 @@ def _err(message: str) -> None:
     typer.echo(message, err=True)
 
 
-def _database() -> Any:
-    from carepath.api.db import Database
+def _database(create: bool = False) -> Any:
+    """The database with its keys (api.hardening). Only ``db upgrade`` may create a SQLite file;
+    every other command stops with one line saying so."""
+    from carepath.api.hardening import DatabaseMissing, migrate, open_database
     from carepath.api.settings import Settings
 
     settings = Settings()
-    db = Database(settings.resolved_database_url(), sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms)
-    db.upgrade()
+    try:
+        db = open_database(settings, create=create)
+    except DatabaseMissing as exc:
+        _err(f"carepath: {exc}")
+        raise typer.Exit(1) from None
+    migrate(settings, db)
     return db
 
 
@@ -55,14 +61,21 @@ def serve(
 
     settings = Settings()
     configure_logging(settings.log_level)
-    first_run = not settings.database_url and not settings.sqlite_path().exists()
     try:
         db = _database()
+    except typer.Exit:
+        raise
     except Exception as exc:  # never a traceback that could quote a connection string
         _err(f"carepath: cannot open the database ({type(exc).__name__})")
         raise typer.Exit(1) from None
-    if first_run:
-        _err(f"carepath: created {settings.sqlite_path()} (SQLite, WAL) on first run")
+    try:  # a pack that does not load never reaches uvicorn: one line, no traceback
+        from carepath.engine import CarepathError, load_rulepack
+
+        load_rulepack(settings.rules_dir)
+    except CarepathError as exc:
+        db.dispose()
+        _err(f"carepath: the rule pack does not load: {exc}")
+        raise typer.Exit(1) from None
     if admin_count(db) == 0:
         _err(
             "carepath: no admin user yet. Create one with\n"
@@ -75,7 +88,11 @@ def serve(
             f"carepath: the secret key is generated into {settings.data_dir}; replicas on one "
             "database must share one: set CAREPATH_SECRET_KEY (docs/deployment.md)"
         )
-    _err(f"carepath: serving on http://{host}:{port} (Ctrl-C to stop)")
+    from carepath.api.http_protocol import uvicorn_options
+
+    options = uvicorn_options(settings)  # header/body limits, TLS, trusted proxies (docs/security.md)
+    scheme = "https" if "ssl_certfile" in options else "http"
+    _err(f"carepath: serving on {scheme}://{host}:{port} (Ctrl-C to stop)")
     uvicorn.run(
         "carepath.api.app:app_from_env",
         factory=True,
@@ -84,8 +101,7 @@ def serve(
         workers=workers if workers > 1 else None,
         log_config=None,
         access_log=False,
-        server_header=False,
-        proxy_headers=False,
+        **options,
     )
 
 
@@ -129,13 +145,22 @@ def users_add(
 def users_token(
     email: Annotated[str, typer.Argument(help="The user's email.")],
     label: Annotated[str, typer.Option(help="What the token is for (shown in listings).")] = "api",
+    days: Annotated[
+        int | None, typer.Option(help="Lifetime in days (default and most: CAREPATH_TOKEN_MAX_AGE_DAYS).")
+    ] = None,
 ) -> None:
-    """Mint an API token (printed once on stdout; only its hash is stored)."""
-    from carepath.api.auth import AccountError, mint_token
+    """Mint an API token (printed once on stdout; only its hash is stored). It expires."""
+    from datetime import timedelta
 
+    from carepath.api.auth import AccountError, mint_token
+    from carepath.api.settings import Settings
+
+    most = Settings().token_max_age_days
+    lifetime = min(days or most, most)
     db = _database()
     try:
-        token = mint_token(db, email, now=_now(), label=label)
+        now = _now()
+        token = mint_token(db, email, now=now, label=label, expires_at=now + timedelta(days=lifetime))
     except AccountError as exc:
         _err(f"carepath: {exc}")
         raise typer.Exit(2) from None
@@ -143,6 +168,37 @@ def users_token(
         db.dispose()
     _err("carepath: API token (shown once; use as 'Authorization: Bearer <token>'):")
     typer.echo(token)
+
+
+@users_app.command("mfa")
+def users_mfa(
+    email: Annotated[str, typer.Argument(help="The user's email.")],
+    disable: Annotated[bool, typer.Option("--disable", help="Turn the second factor off.")] = False,
+) -> None:
+    """Enrol a user in TOTP (prints the otpauth:// URI once, for their authenticator app)."""
+    import pyotp
+
+    from carepath.api.auth import AccountError, normalise_email
+
+    db = _database()
+    try:
+        address = normalise_email(email)
+        with db.transaction() as tx:
+            found = tx.user_with_hash(address)
+            if found is None:
+                raise AccountError("no user with this email")
+            secret = None if disable else pyotp.random_base32()
+            tx.set_totp(found[0].id, secret, not disable)
+    except AccountError as exc:
+        _err(f"carepath: {exc}")
+        raise typer.Exit(2) from None
+    finally:
+        db.dispose()
+    if disable:
+        typer.echo(f"second factor off for {address}")
+        return
+    _err("carepath: add this to the user's authenticator app (shown once):")
+    typer.echo(pyotp.TOTP(secret).provisioning_uri(name=address, issuer_name="carepath"))
 
 
 @users_app.command("list")
@@ -176,7 +232,8 @@ def users_disable(email: Annotated[str, typer.Argument(help="The user's email.")
 
 @audit_app.command("verify")
 def audit_verify() -> None:
-    """Recompute the hash chain; exit 1 and name the first broken row if it was tampered with."""
+    """Recompute the keyed chain, every stored plan's and override's hash, and every signed
+    checkpoint; exit 1 and name the first problem if anything was tampered with."""
     from carepath.api.audit import verify_chain
 
     db = _database()
@@ -185,20 +242,72 @@ def audit_verify() -> None:
     finally:
         db.dispose()
     if result.ok:
-        typer.echo(f"audit chain ok: {result.entries} entries")
+        typer.echo(
+            f"audit chain ok: {result.entries} entries ({result.legacy_rows} before the keyed chain), "
+            f"{result.plans} plans and {result.overrides} overrides match their rows, "
+            f"{result.checkpoints} signed checkpoints match"
+        )
         return
-    typer.echo(f"audit chain BROKEN at entry {result.broken_seq}: {result.reason}")
+    where = f" at entry {result.broken_seq}" if result.broken_seq else ""
+    typer.echo(f"audit chain BROKEN{where}: {result.reason}")
     raise typer.Exit(1)
 
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Apply pending migrations (also done automatically when the server starts)."""
-    db = _database()
+    """Create the database (SQLite: the only command that does) and apply pending migrations."""
+    db = _database(create=True)
     try:
         typer.echo(f"database at revision {db.current_revision()}")
     finally:
         db.dispose()
+
+
+@db_app.command("grant")
+def db_grant(role: Annotated[str, typer.Argument(help="The application's PostgreSQL role.")]) -> None:
+    """PostgreSQL: give the service's role what it needs and nothing more (run as the schema
+    owner, i.e. with DATABASE_URL or CAREPATH_MIGRATION_DATABASE_URL of the owner)."""
+    from carepath.api.pg_roles import grant_app_role
+
+    db = _database()
+    try:
+        grant_app_role(db, role)
+    except ValueError as exc:
+        _err(f"carepath: {exc}")
+        raise typer.Exit(2) from None
+    finally:
+        db.dispose()
+    typer.echo(f"granted role {role}: read and append, no DDL, no TRUNCATE, no trigger changes")
+
+
+keys_app = typer.Typer(no_args_is_help=True, help="Encryption keys at rest (docs/security.md).")
+
+
+@keys_app.command("new")
+def keys_new(key_id: Annotated[str, typer.Argument(help="Id of the new key, e.g. k2.")]) -> None:
+    """Print a new data key line 'id:base64' (put it FIRST in CAREPATH_DATA_KEYS)."""
+    from carepath.api.keys import new_data_key_line
+
+    if not key_id.isalnum() or len(key_id) > 32:
+        _err("carepath: a key id is letters and digits, at most 32")
+        raise typer.Exit(2)
+    typer.echo(new_data_key_line(key_id))
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Re-wrap every plan's data key under the first key of CAREPATH_DATA_KEYS."""
+    from carepath.api.vault import rotate
+
+    db = _database()
+    try:
+        vault = db.tx_factory.vault
+        done = rotate(db, vault)
+        with db.transaction(readonly=True) as tx:
+            counts = tx.count_content_keys()
+    finally:
+        db.dispose()
+    typer.echo(f"re-wrapped {done} data keys; now by key: {counts} (older keys may be removed once unused)")
 
 
 def register_service_commands(app: typer.Typer) -> None:
@@ -206,3 +315,4 @@ def register_service_commands(app: typer.Typer) -> None:
     app.add_typer(users_app, name="users")
     app.add_typer(audit_app, name="audit")
     app.add_typer(db_app, name="db")
+    app.add_typer(keys_app, name="keys")

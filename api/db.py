@@ -21,9 +21,9 @@ import base64
 import json
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +109,10 @@ users = sa.Table(
     sa.Column("role", sa.String(16), nullable=False),
     sa.Column("active", sa.Boolean, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    # 0004: optional TOTP second factor (secret sealed with the data keys, api.vault)
+    sa.Column("totp_secret", sa.Text, nullable=True),
+    sa.Column("totp_enabled", sa.Boolean, nullable=True),
+    sa.Column("totp_last_step", sa.BigInteger, nullable=True),
     sa.CheckConstraint("role IN ('clinician', 'reviewer', 'admin')", name="ck_users_role"),
 )
 
@@ -121,6 +125,7 @@ api_tokens = sa.Table(
     sa.Column("label", sa.String(100), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("revoked_at", UTCDateTime, nullable=True),
+    sa.Column("expires_at", UTCDateTime, nullable=True),  # 0004; NULL: created_at + token_max_age_days
 )
 
 sessions = sa.Table(
@@ -212,6 +217,12 @@ audit_log = sa.Table(
     sa.Column("outcome", sa.String(40), nullable=False),
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
+    # 0004 (keyed chain, api.audit): chain version, client address, detail, content MAC
+    sa.Column("v", sa.SmallInteger, nullable=False, server_default="1"),
+    sa.Column("address", sa.String(64), nullable=True),
+    sa.Column("detail", sa.String(200), nullable=True),
+    sa.Column("content_mac", sa.String(64), nullable=True),
+    sa.Index("ix_audit_log_plan", "plan_id"),
 )
 
 audit_head = sa.Table(
@@ -220,6 +231,67 @@ audit_head = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
+)
+
+# -- 0004 hardening: encryption keys, patients, consent and disclosures, sign-in failures ------
+
+content_keys = sa.Table(
+    "content_keys",  # one data key per plan (or user), wrapped by a key-encryption key (api.vault)
+    metadata,
+    sa.Column("owner_id", sa.String(64), primary_key=True),
+    sa.Column("kek_id", sa.String(32), nullable=False),
+    sa.Column("wrapped", sa.Text, nullable=False),
+)
+
+plan_subjects = sa.Table(
+    "plan_subjects",  # which patient a plan is about: a keyed hash of the intake's patient.id
+    metadata,
+    sa.Column("plan_id", sa.String(40), sa.ForeignKey("plans.id"), primary_key=True),
+    sa.Column("org_id", sa.Integer, nullable=False),
+    sa.Column("patient_key", sa.String(64), nullable=False),
+    sa.Index("ix_plan_subjects_patient", "org_id", "patient_key"),
+)
+
+consents = sa.Table(
+    "consents",  # 42 CFR Part 2 written consent to disclose, per patient (api.part2)
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("org_id", sa.Integer, sa.ForeignKey("organisations.id"), nullable=False),
+    sa.Column("patient_key", sa.String(64), nullable=False),
+    sa.Column("recipient", sa.String(200), nullable=False),
+    sa.Column("purpose", sa.String(100), nullable=False),
+    sa.Column("scope", sa.String(200), nullable=False),
+    sa.Column("expires_on", sa.Date, nullable=True),
+    sa.Column("recorded_by", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("recorded_at", UTCDateTime, nullable=False),
+    sa.Column("revoked_at", UTCDateTime, nullable=True),
+    sa.Column("revoked_by", sa.Integer, sa.ForeignKey("users.id"), nullable=True),
+    sa.Index("ix_consents_patient", "org_id", "patient_key"),
+)
+
+disclosures = sa.Table(
+    "disclosures",  # a plan given to someone outside carepath (accounting of disclosures)
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("org_id", sa.Integer, sa.ForeignKey("organisations.id"), nullable=False),
+    sa.Column("patient_key", sa.String(64), nullable=False),
+    sa.Column("plan_id", sa.String(40), sa.ForeignKey("plans.id"), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("recipient", sa.String(200), nullable=False),
+    sa.Column("purpose", sa.String(100), nullable=False),
+    sa.Column("consent_id", sa.Integer, sa.ForeignKey("consents.id"), nullable=True),
+    sa.Column("recorded_by", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+    sa.Index("ix_disclosures_patient", "org_id", "patient_key"),
+)
+
+login_failures = sa.Table(
+    "login_failures",  # sign-in lockout with back-off, shared by every worker (api.throttle)
+    metadata,
+    sa.Column("account_key", sa.String(64), primary_key=True),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("lockouts", sa.Integer, nullable=False),
+    sa.Column("locked_until", UTCDateTime, nullable=True),
+    sa.Column("last_at", UTCDateTime, nullable=False),
 )
 
 
@@ -231,12 +303,22 @@ class Database:
 
     def __init__(self, url: str, *, sqlite_busy_timeout_ms: int = 15000) -> None:
         self.url = url
-        self.engine: Engine = sa.create_engine(url, pool_pre_ping=True, future=True)
+        # A SQLite file is opened read-write, never created on connect (mode=rw): a moved or
+        # deleted file is an error (readiness 503), not a new empty database. upgrade() creates.
+        self.sqlite_file = sqlite_file_of(url)
+        engine_url = url if self.sqlite_file is None else _sqlite_rw_url(self.sqlite_file)
+        self.engine: Engine = sa.create_engine(engine_url, pool_pre_ping=True, future=True)
         self.dialect = self.engine.dialect.name
+        self.tx_factory: Callable[[Connection], Tx] = Tx  # api.vault swaps in its sealing Tx
+        self.audit_keys: Any = None  # api.keys.AuditKeys, for `audit verify` (api.hardening sets them)
+        self.checkpoint_path: Path | None = None  # api.audit's signed checkpoints of the chain head
         self._writers: SQLiteWriterQueue | None = None
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine, sqlite_busy_timeout_ms)
-            self._writers = SQLiteWriterQueue(self.engine.url.database, sqlite_busy_timeout_ms / 1000)
+            lock_target = str(self.sqlite_file) if self.sqlite_file is not None else None
+            self._writers = SQLiteWriterQueue(lock_target, sqlite_busy_timeout_ms / 1000)
+        if self.sqlite_file is not None:
+            _follow_sqlite_file(self.engine, self.sqlite_file)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -251,7 +333,9 @@ class Database:
                 if readonly:
                     conn = conn.execution_options(carepath_readonly=True)
                 with conn.begin():
-                    yield Tx(conn)
+                    tx = self.tx_factory(conn)
+                    yield tx
+                tx.run_after_commit()
         except OperationalError as exc:
             if _is_lock_timeout(exc):
                 raise DatabaseBusy("database is busy") from None
@@ -264,6 +348,8 @@ class Database:
 
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        if self.sqlite_file is not None and not self.sqlite_file.exists():
+            create_sqlite_file(self.sqlite_file)
         with self.engine.connect() as conn, conn.begin():
             if self.dialect == "postgresql":
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
@@ -359,6 +445,54 @@ def _no_wait() -> Iterator[None]:
     yield
 
 
+def sqlite_file_of(url: str) -> Path | None:
+    """The database file of a file-backed SQLite URL (None for other URLs and :memory:)."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    if parsed.database.startswith("file:"):
+        return None  # already a URI: the caller chose its own mode
+    return Path(parsed.database).resolve()
+
+
+def _sqlite_rw_url(path: Path) -> str:
+    from urllib.parse import quote
+
+    return f"sqlite:///file:{quote(str(path))}?mode=rw&uri=true"
+
+
+def create_sqlite_file(path: Path) -> None:
+    """An empty SQLite file readable by the service's user only (dir 0700, file 0600); the
+    WAL and shared-memory files SQLite makes beside it take the same mode."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    os.chmod(path, 0o600)
+
+
+def _follow_sqlite_file(engine: Engine, path: Path) -> None:
+    """A pooled connection still open on a file that was moved, deleted or replaced would
+    write into a ghost: on checkout, a connection whose file is no longer the one at ``path``
+    is dropped and a fresh one opened (which fails while the file is gone: readiness 503,
+    and works again, without a restart, once the file is back)."""
+
+    def identity() -> tuple[int, int] | None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
+    @event.listens_for(engine, "connect")
+    def _remember(dbapi_conn: Any, record: Any) -> None:
+        record.info["carepath_file"] = identity()
+
+    @event.listens_for(engine, "checkout")
+    def _check(dbapi_conn: Any, record: Any, proxy: Any) -> None:
+        now = identity()
+        if now is None or now != record.info.get("carepath_file"):
+            raise sa.exc.DisconnectionError("the SQLite file was moved, deleted or replaced")
+
+
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -384,6 +518,16 @@ class Tx:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        self._after_commit: list[Callable[[], None]] = []
+
+    def on_commit(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` once this transaction has committed (never after a rollback)."""
+        self._after_commit.append(fn)
+
+    def run_after_commit(self) -> None:
+        callbacks, self._after_commit = self._after_commit, []
+        for fn in callbacks:
+            fn()
 
     # organisations and users
 
@@ -453,12 +597,18 @@ class Tx:
 
     # credentials (only hashes are stored)
 
-    def add_token(self, user_id: int, token_sha256: str, label: str, now: datetime) -> int:
+    def add_token(
+        self, user_id: int, token_sha256: str, label: str, now: datetime, expires_at: datetime | None = None
+    ) -> int:
         return int(
             _pk(
                 self.conn.execute(
                     api_tokens.insert().values(
-                        user_id=user_id, token_sha256=token_sha256, label=label, created_at=now
+                        user_id=user_id,
+                        token_sha256=token_sha256,
+                        label=label,
+                        created_at=now,
+                        expires_at=expires_at,
                     )
                 )
             )
@@ -785,6 +935,10 @@ class Tx:
                 outcome=entry.outcome,
                 prev_hash=entry.prev_hash,
                 hash=entry.hash,
+                v=entry.v,
+                address=entry.address,
+                detail=entry.detail,
+                content_mac=entry.content_mac,
             )
         )
         self.conn.execute(
@@ -811,12 +965,254 @@ class Tx:
                     outcome=r.outcome,
                     prev_hash=r.prev_hash,
                     hash=r.hash,
+                    v=int(r.v),
+                    address=r.address,
+                    detail=r.detail,
+                    content_mac=r.content_mac,
                 )
             last = int(rows[-1].seq)
 
     def audit_head(self) -> tuple[int, str]:
         row = self.conn.execute(sa.select(audit_head.c.seq, audit_head.c.hash)).first()
         return (int(row.seq), str(row.hash)) if row else (0, GENESIS_HASH)
+
+    def audit_rows_of_plans(self, plan_ids: list[str], actions: tuple[str, ...]) -> list[AuditEntry]:
+        """Audit rows about these plans with one of these actions, oldest first."""
+        if not plan_ids:
+            return []
+        rows = self.conn.execute(
+            sa.select(audit_log)
+            .where(audit_log.c.plan_id.in_(plan_ids), audit_log.c.action.in_(actions))
+            .order_by(audit_log.c.seq)
+        ).all()
+        return [
+            AuditEntry(
+                int(r.seq),
+                r.at,
+                r.request_id,
+                r.actor_id,
+                r.org_id,
+                r.plan_id,
+                r.action,
+                r.outcome,
+                r.prev_hash,
+                r.hash,
+                int(r.v),
+                r.address,
+                r.detail,
+                r.content_mac,
+            )
+            for r in rows
+        ]
+
+    # -- 0004 hardening: primitives for api.vault, api.audit, api.throttle, api.tokens, api.part2 --
+
+    def add_content_key(self, owner_id: str, kek_id: str, wrapped: str) -> None:
+        self.conn.execute(content_keys.insert().values(owner_id=owner_id, kek_id=kek_id, wrapped=wrapped))
+
+    def content_key(self, owner_id: str) -> tuple[str, str] | None:
+        row = self.conn.execute(
+            sa.select(content_keys.c.kek_id, content_keys.c.wrapped).where(
+                content_keys.c.owner_id == owner_id
+            )
+        ).first()
+        return (str(row.kek_id), str(row.wrapped)) if row else None
+
+    def content_keys_not_under(self, kek_id: str, limit: int = 500) -> list[tuple[str, str, str]]:
+        rows = self.conn.execute(
+            sa.select(content_keys.c.owner_id, content_keys.c.kek_id, content_keys.c.wrapped)
+            .where(content_keys.c.kek_id != kek_id)
+            .order_by(content_keys.c.owner_id)
+            .limit(limit)
+        ).all()
+        return [(str(r.owner_id), str(r.kek_id), str(r.wrapped)) for r in rows]
+
+    def rewrap_content_key(self, owner_id: str, kek_id: str, wrapped: str) -> None:
+        self.conn.execute(
+            content_keys.update()
+            .where(content_keys.c.owner_id == owner_id)
+            .values(kek_id=kek_id, wrapped=wrapped)
+        )
+
+    def count_content_keys(self) -> dict[str, int]:
+        rows = self.conn.execute(
+            sa.select(content_keys.c.kek_id, sa.func.count()).group_by(content_keys.c.kek_id)
+        ).all()
+        return {str(k): int(n) for k, n in rows}
+
+    def add_plan_subject(self, plan_id: str, org_id: int, patient_key: str) -> None:
+        self.conn.execute(
+            plan_subjects.insert().values(plan_id=plan_id, org_id=org_id, patient_key=patient_key)
+        )
+
+    def plans_of_patient(self, org_id: int, patient_key: str) -> list[str]:
+        rows = self.conn.execute(
+            sa.select(plan_subjects.c.plan_id)
+            .where(plan_subjects.c.org_id == org_id, plan_subjects.c.patient_key == patient_key)
+            .order_by(plan_subjects.c.plan_id)
+        ).all()
+        return [str(r.plan_id) for r in rows]
+
+    def patient_of_plan(self, plan_id: str) -> tuple[int, str] | None:
+        row = self.conn.execute(
+            sa.select(plan_subjects.c.org_id, plan_subjects.c.patient_key).where(
+                plan_subjects.c.plan_id == plan_id
+            )
+        ).first()
+        return (int(row.org_id), str(row.patient_key)) if row else None
+
+    def all_plan_records(self, batch: int = 200) -> Iterator[PlanRecord]:
+        """Every stored plan, in id order (audit verification)."""
+        last = ""
+        while True:
+            rows = self.conn.execute(
+                self._plan_query().where(plans.c.id > last).order_by(plans.c.id).limit(batch)
+            ).all()
+            if not rows:
+                return
+            for r in rows:
+                yield self._plan(r)
+            last = str(rows[-1].id)
+
+    def all_overrides(self) -> Iterator[OverrideRecord]:
+        """Every override, plan by plan, oldest first within a plan (audit verification)."""
+        pids = self.conn.execute(sa.select(overrides.c.plan_id).distinct().order_by(overrides.c.plan_id))
+        for pid in pids.scalars().all():
+            yield from self.overrides_of(str(pid))
+
+    def add_consent(self, values: dict[str, Any]) -> int:
+        return _pk(self.conn.execute(consents.insert().values(**values)))
+
+    def consents_of(self, org_id: int, patient_key: str) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            sa.select(consents)
+            .where(consents.c.org_id == org_id, consents.c.patient_key == patient_key)
+            .order_by(consents.c.id)
+        ).all()
+        return [dict(r._mapping) for r in rows]
+
+    def consent(self, consent_id: int, org_id: int) -> dict[str, Any] | None:
+        row = self.conn.execute(
+            sa.select(consents).where(consents.c.id == consent_id, consents.c.org_id == org_id)
+        ).first()
+        return dict(row._mapping) if row else None
+
+    def revoke_consent(self, consent_id: int, org_id: int, user_id: int, now: datetime) -> int:
+        res = self.conn.execute(
+            consents.update()
+            .where(consents.c.id == consent_id, consents.c.org_id == org_id, consents.c.revoked_at.is_(None))
+            .values(revoked_at=now, revoked_by=user_id)
+        )
+        return int(res.rowcount)
+
+    def add_disclosure(self, values: dict[str, Any]) -> int:
+        return _pk(self.conn.execute(disclosures.insert().values(**values)))
+
+    def disclosures_of(self, org_id: int, patient_key: str) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            sa.select(disclosures)
+            .where(disclosures.c.org_id == org_id, disclosures.c.patient_key == patient_key)
+            .order_by(disclosures.c.id)
+        ).all()
+        return [dict(r._mapping) for r in rows]
+
+    def user_emails(self, user_ids: set[int]) -> dict[int, str]:
+        if not user_ids:
+            return {}
+        rows = self.conn.execute(sa.select(users.c.id, users.c.email).where(users.c.id.in_(user_ids))).all()
+        return {int(r.id): str(r.email) for r in rows}
+
+    def login_failure(self, account_key: str) -> tuple[int, int, datetime | None] | None:
+        row = self.conn.execute(
+            sa.select(login_failures).where(login_failures.c.account_key == account_key)
+        ).first()
+        return (int(row.failures), int(row.lockouts), row.locked_until) if row else None
+
+    def put_login_failure(
+        self, account_key: str, failures: int, lockouts: int, locked_until: datetime | None, now: datetime
+    ) -> None:
+        values = {"failures": failures, "lockouts": lockouts, "locked_until": locked_until, "last_at": now}
+        res = self.conn.execute(
+            login_failures.update().where(login_failures.c.account_key == account_key).values(**values)
+        )
+        if res.rowcount == 0:
+            self.conn.execute(login_failures.insert().values(account_key=account_key, **values))
+
+    def clear_login_failures(self, account_key: str) -> None:
+        self.conn.execute(login_failures.delete().where(login_failures.c.account_key == account_key))
+
+    def user_by_live_token(self, token_sha256: str, now: datetime, max_age: timedelta) -> User | None:
+        """Like user_by_token, and the token has not expired (NULL expiry: created + max_age)."""
+        t = api_tokens
+        live = sa.or_(t.c.expires_at > now, sa.and_(t.c.expires_at.is_(None), t.c.created_at > now - max_age))
+        q = (
+            self._user_query()
+            .join(t, t.c.user_id == users.c.id)
+            .where(t.c.token_sha256 == token_sha256, t.c.revoked_at.is_(None), live)
+        )
+        row = self.conn.execute(q).first()
+        return self._user(row) if row else None
+
+    def tokens_of(self, org_id: int, user_id: int | None) -> list[dict[str, Any]]:
+        """Token metadata (never the token): one user's, or (user_id None) the organisation's."""
+        t = api_tokens
+        q = (
+            sa.select(
+                t.c.id, t.c.user_id, users.c.email, t.c.label, t.c.created_at, t.c.expires_at, t.c.revoked_at
+            )
+            .join(users, users.c.id == t.c.user_id)
+            .where(users.c.org_id == org_id)
+            .order_by(t.c.id)
+        )
+        if user_id is not None:
+            q = q.where(t.c.user_id == user_id)
+        return [dict(r._mapping) for r in self.conn.execute(q).all()]
+
+    def revoke_token(self, token_id: int, org_id: int, user_id: int | None, now: datetime) -> int:
+        """Revoke one token of the organisation (and of ``user_id`` unless None)."""
+        t = api_tokens
+        owners = sa.select(users.c.id).where(users.c.org_id == org_id)
+        if user_id is not None:
+            owners = owners.where(users.c.id == user_id)
+        res = self.conn.execute(
+            t.update()
+            .where(t.c.id == token_id, t.c.user_id.in_(owners), t.c.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        return int(res.rowcount)
+
+    def totp_of(self, user_id: int) -> tuple[str | None, bool, int | None]:
+        row = self.conn.execute(
+            sa.select(users.c.totp_secret, users.c.totp_enabled, users.c.totp_last_step).where(
+                users.c.id == user_id
+            )
+        ).first()
+        if row is None:
+            return None, False, None
+        return row.totp_secret, bool(row.totp_enabled), row.totp_last_step
+
+    def set_totp(self, user_id: int, secret: str | None, enabled: bool, last_step: int | None = None) -> None:
+        self.conn.execute(
+            users.update()
+            .where(users.c.id == user_id)
+            .values(totp_secret=secret, totp_enabled=enabled, totp_last_step=last_step)
+        )
+
+    def use_totp_step(self, user_id: int, step: int) -> bool:
+        """Record a used TOTP time step; False if it (or a later one) was used already (replay)."""
+        res = self.conn.execute(
+            users.update()
+            .where(
+                users.c.id == user_id,
+                sa.or_(users.c.totp_last_step.is_(None), users.c.totp_last_step < step),
+            )
+            .values(totp_last_step=step)
+        )
+        return bool(res.rowcount)
+
+    def probe_write_lock(self) -> None:
+        """Readiness: take the write lock (SQLite) or touch the audit head (PostgreSQL)."""
+        self.conn.execute(sa.select(audit_head.c.seq).where(audit_head.c.id == 1)).first()
 
 
 def _pk(result: Any) -> int:

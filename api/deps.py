@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from carepath.api.auth import principal_for_bearer, principal_for_session
 from carepath.api.errors import AuthRequired, CsrfFailed, Forbidden, request_id_of
+from carepath.api.hardening import audit_anonymous, enforce_account_rate
 from carepath.api.policy import AUDITED, allowed
 from carepath.api.records import Principal
 from carepath.api.runtime import Runtime
@@ -111,7 +112,9 @@ async def authenticate(
     if header is not None:
         if bearer is None or not bearer.credentials or len(bearer.credentials) > 200:
             raise AuthRequired("Use 'Authorization: Bearer <token>'.")
-        principal = await run_in_threadpool(principal_for_bearer, rt.db, bearer.credentials)
+        principal = await run_in_threadpool(
+            principal_for_bearer, rt.db, bearer.credentials, rt.clock(), rt.settings.token_max_age_days
+        )
         if principal is None:
             raise AuthRequired("The token is not valid (unknown, revoked or its user disabled).")
         return principal
@@ -165,8 +168,9 @@ def allow(action: str) -> Callable[..., Awaitable[Caller]]:
             principal = await authenticate(request, rt, bearer, cookie)
         except AuthRequired:
             if audited:
-                await run_in_threadpool(rt.plans().record_anonymous, rid, action, "unauthenticated", plan_id)
+                await run_in_threadpool(audit_anonymous, rt, rid, action, "unauthenticated", plan_id)
             raise
+        await enforce_account_rate(rt, principal)  # 429 past CAREPATH_RATE_PER_ACCOUNT
         request.state.principal = principal
         request.state.user_id = principal.user.id
         caller = Caller(principal, rid)

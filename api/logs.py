@@ -13,6 +13,19 @@ import sys
 
 __all__ = ["configure_logging", "request_id_var", "access_log"]
 
+QUIET = (
+    "weasyprint",
+    "fontTools",
+    "fontTools.subset",
+    "fontTools.ttLib",
+    "PIL",
+    "pydyf",
+    "cssselect2",
+    "tinycss2",
+)
+"""Third-party loggers kept at WARNING or above whatever CAREPATH_LOG_LEVEL says: WeasyPrint
+and fontTools log the glyphs of every report at INFO/DEBUG, i.e. the patient's name."""
+
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("carepath_request_id", default="-")
 access_log = logging.getLogger("carepath.access")
 
@@ -37,5 +50,7 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level.upper())
     # uvicorn's own access log would print raw paths with query strings: it stays off.
     logging.getLogger("uvicorn.access").disabled = True
-    for name in ("sqlalchemy", "alembic", "multipart", "httpx", "httpcore"):
+    for name in ("sqlalchemy", "alembic", "multipart", "httpx", "httpcore", *QUIET):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+    # durable logs its own copy of an action's exception WITH its message (which may quote facts)
+    logging.getLogger("durable").setLevel(logging.CRITICAL)

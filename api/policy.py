@@ -34,6 +34,14 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "auth.logout": _ANYONE,
     "session.read": _ANYONE,
     "form.use": _WRITERS,
+    # hardening (issue 10): own API tokens; 42 CFR Part 2 consent and accounting of disclosures
+    "token.list": _ANYONE,
+    "token.create": _ANYONE,
+    "token.revoke": _ANYONE,
+    "consent.write": _WRITERS,
+    "consent.read": _READERS,
+    "disclosure.write": _WRITERS,
+    "accounting.read": _READERS,
 }
 
 AUDITED: frozenset[str] = frozenset(
@@ -49,6 +57,13 @@ AUDITED: frozenset[str] = frozenset(
         "cds.evaluate",
         "auth.login",
         "auth.logout",
+        "token.list",
+        "token.create",
+        "token.revoke",
+        "consent.write",
+        "consent.read",
+        "disclosure.write",
+        "accounting.read",
     }
 )
 

@@ -226,3 +226,7 @@ class AuditEntry:
     outcome: str
     prev_hash: str
     hash: str
+    v: int = 1  # 1: SHA-256 chain (before 0004); 2: keyed chain (api.audit)
+    address: str | None = None  # the client's address (sign-ins, anonymous attempts, every row)
+    detail: str | None = None  # e.g. "count=480 window_s=60"; never patient data
+    content_mac: str | None = None  # keyed hash of the stored plan/override this row wrote

@@ -1,6 +1,7 @@
 """The door to ``reports/`` (HTML and PDF). Looked up at call time, so the service switches
 to real rendering as soon as the renderer is installed; until then ``ReportsUnavailable``
-(HTTP 503). PDF rendering never runs on the event loop.
+(HTTP 503). PDF rendering never runs on the event loop: it runs in the process's bounded
+pool (api.pdf_pool), which answers 503 + Retry-After when full.
 """
 
 from __future__ import annotations
@@ -12,9 +13,8 @@ import inspect
 import re
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
-
 from carepath.api.errors import ReportsUnavailable
+from carepath.api.pdf_pool import default_pool
 from carepath.engine import CarePlan, Intake, RulePack
 
 __all__ = ["render_html_report", "render_pdf_report", "style_hashes"]
@@ -60,14 +60,11 @@ async def render_pdf_report(
         pdf = importlib.import_module("carepath.reports.pdf")
     except ImportError:
         raise ReportsUnavailable() from None
-    fn_async = getattr(pdf, "render_pdf_async", None)
     fn = getattr(pdf, "render_pdf", None)
     try:
-        if fn_async is not None:
-            return bytes(await fn_async(plan, **_kwargs(fn_async, pack, intake, audience, language)))
-        if fn is not None:
+        if fn is not None:  # in the bounded pool: 503 + Retry-After when it is full (api.pdf_pool)
             kwargs = _kwargs(fn, pack, intake, audience, language)
-            return bytes(await run_in_threadpool(lambda: fn(plan, **kwargs)))
+            return bytes(await default_pool().run(lambda: fn(plan, **kwargs)))
     except NotImplementedError:
         raise ReportsUnavailable() from None
     raise ReportsUnavailable()

@@ -12,8 +12,9 @@ from typing import Any
 
 from fastapi.templating import Jinja2Templates
 
-from carepath.api.audit import AuditSink, ChainedAuditSink
+from carepath.api.audit import AuditSink
 from carepath.api.db import Database
+from carepath.api.hardening import Hardening, migrate, open_database
 from carepath.api.service import PlanService
 from carepath.api.settings import Settings
 from carepath.engine import Engine, load_rulepack
@@ -36,9 +37,15 @@ class Runtime:
     clock: Callable[[], datetime]
     secret: bytes
     templates: Jinja2Templates
+    hardening: Hardening | None = None  # limits, lockout, PDF pool, checkpoints (api.hardening)
 
     def plans(self) -> PlanService:
         return PlanService(self.db, self.engine, self.audit, self.clock)
+
+    def close(self) -> None:
+        if self.hardening is not None:
+            self.hardening.close()
+        self.db.dispose()
 
 
 def build_runtime(
@@ -49,23 +56,25 @@ def build_runtime(
     clock: Callable[[], datetime] | None = None,
     template_globals: dict[str, Any] | None = None,
 ) -> Runtime:
-    db = Database(settings.resolved_database_url(), sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    db = open_database(settings)  # SQLite must exist: `carepath db upgrade` creates it
     try:
         if settings.migrate_on_startup:
-            db.upgrade()
+            migrate(settings, db)
         rules = engine or Engine(load_rulepack(settings.rules_dir))
     except Exception:
         db.dispose()
         raise
     clock = clock or utc_now
+    hardening = Hardening.build(settings, db, clock)
     templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
     templates.env.globals.update(template_globals or {})
     return Runtime(
         settings=settings,
         db=db,
         engine=rules,
-        audit=audit_sink or ChainedAuditSink(clock),
+        audit=audit_sink or hardening.audit,
         clock=clock,
         secret=settings.resolved_secret_key(),
         templates=templates,
+        hardening=hardening,
     )

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from carepath.api.audit import AuditEvent, AuditSink
+from carepath.api.audit import AuditEvent, AuditSink, record_event
 from carepath.api.db import Database, DatabaseBusy, Tx, UniqueViolation
 from carepath.api.errors import Conflict, EngineRefused, Forbidden, InvalidRequest, NotFound
 from carepath.api.overload import ClientGone, client_gone
@@ -109,15 +109,24 @@ class PlanService:
         raise Forbidden()
 
     def record(self, caller: Caller | None, action: str, outcome: str, plan_id: str | None = None) -> None:
-        """A standalone audit row (its own transaction): refusals, unauthenticated attempts."""
-        with self.db.transaction() as tx:
-            self._audit(tx, caller, action, outcome, plan_id)
+        """A standalone audit row (group-committed, api.audit.record_event): reads, refusals."""
+        if caller is None:
+            raise ValueError("use record_anonymous for calls without a caller")
+        user = caller.user
+        event = AuditEvent(action, outcome, caller.request_id, user.id, user.org_id, plan_id)
+        record_event(self.audit, self.db, event)
 
     def record_anonymous(
-        self, request_id: str, action: str, outcome: str, plan_id: str | None = None
+        self,
+        request_id: str,
+        action: str,
+        outcome: str,
+        plan_id: str | None = None,
+        detail: str | None = None,
     ) -> None:
-        with self.db.transaction() as tx:
-            self.audit.append(tx, AuditEvent(action, outcome, request_id, plan_id=plan_id))
+        record_event(
+            self.audit, self.db, AuditEvent(action, outcome, request_id, plan_id=plan_id, detail=detail)
+        )
 
     def _audit(self, tx: Tx, caller: Caller | None, action: str, outcome: str, plan_id: str | None) -> None:
         if caller is None:
@@ -300,13 +309,13 @@ class PlanService:
         (``plan.read``, ``plan.report_html``, ``plan.report_pdf``, ``plan.fhir``...)."""
         self.authorize(caller, action, plan_id)
         found: PlanView | None = None
-        with self.db.transaction() as tx:
+        with self.db.transaction(readonly=True) as tx:  # readers take no write lock...
             record = tx.get_plan(plan_id, caller.user.org_id) if is_plan_id(plan_id) else None
             if record is None:
-                self._audit(tx, caller, action, self._miss(tx, plan_id), plan_id)
+                outcome = self._miss(tx, plan_id)
             else:
-                found = PlanView(record, tuple(tx.overrides_of(plan_id)))
-                self._audit(tx, caller, action, "ok", plan_id)
+                found, outcome = PlanView(record, tuple(tx.overrides_of(plan_id))), "ok"
+        self.record(caller, action, outcome, plan_id)  # ...and wait for their durable audit row
         if found is None:
             raise NotFound()
         return found

@@ -7,7 +7,6 @@ in ``./data`` (created on first use) with a secret key generated into that folde
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 
@@ -36,7 +35,11 @@ class Settings(BaseSettings):
         default=None, description="Signs CSRF tokens. Default: generated once into data_dir/secret.key."
     )
     session_max_age_s: int = Field(default=8 * 3600, ge=60, description="Login session lifetime.")
-    cookie_secure: bool = Field(default=False, description="Set the Secure flag (behind HTTPS).")
+    cookie_secure: bool = Field(
+        default=True,
+        description="Secure flag on cookies (default on; browsers accept it on http://localhost). "
+        "Set false only to sign in over plain HTTP from another host, e.g. a test network.",
+    )
     rules_dir: Path | None = Field(default=None, description="Rule pack folder (default: packaged rules/).")
     migrate_on_startup: bool = True
     log_level: str = "INFO"
@@ -47,18 +50,62 @@ class Settings(BaseSettings):
     queue_timeout_s: float = Field(default=1.0, gt=0, description="Longest wait in the queue before 503.")
     retry_after_s: int = Field(default=1, ge=1, description="Retry-After of a 503 (seconds).")
 
+    # -- hardening (docs/security.md, docs/reliability.md): limits, audit, keys, TLS --------------
+    max_header_bytes: int = Field(default=16384, ge=1024, description="Request line + headers, bytes (431).")
+    max_headers: int = Field(default=100, ge=8, description="Header fields per request (431).")
+    max_body_bytes: int = Field(default=1_100_000, ge=1024, description="Request body, bytes (413).")
+    header_timeout_s: float = Field(default=10.0, gt=0, description="Time to send the request head (408).")
+    body_timeout_s: float = Field(default=30.0, gt=0, description="Time to send the whole body (408).")
+    body_idle_timeout_s: float = Field(default=10.0, gt=0, description="Longest pause inside a body (408).")
+    max_json_depth: int = Field(default=64, ge=8, description="Nesting depth of JSON bodies (422).")
+    limit_concurrency: int = Field(default=200, ge=1, description="Requests in flight per worker (503).")
+    max_connections: int = Field(default=1000, ge=1, description="Open connections per worker (dropped).")
+    rate_per_ip: float = Field(default=300.0, ge=0, description="Requests/s per client address; 0 = off.")
+    rate_per_account: float = Field(default=200.0, ge=0, description="Requests/s per signed-in account.")
+    rate_anonymous_per_ip: float = Field(default=50.0, ge=0, description="Anonymous requests/s per address.")
+    login_per_ip_per_minute: int = Field(default=20, ge=1, description="Sign-in attempts per address.")
+    login_lockout_after: int = Field(default=5, ge=1, description="Failed sign-ins before a lockout.")
+    login_lockout_base_s: int = Field(default=60, ge=1, description="First lockout; doubles each time.")
+    login_lockout_max_s: int = Field(default=3600, ge=1, description="Longest lockout.")
+    pdf_workers: int = Field(default=1, ge=1, description="PDFs rendered at once per worker.")
+    pdf_queue: int = Field(default=2, ge=0, description="PDFs waiting for a renderer before 503.")
+    retry_after_s: int = Field(default=5, ge=1, description="Retry-After on 503 (busy) and 429.")
+    anonymous_audit_window_s: int = Field(default=60, ge=1, description="Anonymous attempts: summary period.")
+    audit_key: SecretStr | None = Field(
+        default=None, description="Keys the audit chain and signs checkpoints. Default: data_dir/audit.key."
+    )
+    audit_checkpoint_path: Path | None = Field(
+        default=None, description="Append-only file of signed audit heads (default in data_dir)."
+    )
+    audit_checkpoint_interval_s: float = Field(default=1.0, gt=0, description="Checkpoint period, seconds.")
+    audit_syslog: str | None = Field(default=None, description="Also to syslog: /dev/log or host:port.")
+    data_keys: SecretStr | None = Field(
+        default=None,
+        description="Encryption keys at rest: 'id:base64key[,id:base64key...]', first encrypts. "
+        "Default: generated into data_dir/data.key.",
+    )
+    token_max_age_days: int = Field(default=90, ge=1, le=3650, description="Longest API token lifetime.")
+    require_totp: bool = Field(default=False, description="Every user must sign in with a TOTP code.")
+    hsts: bool = Field(default=False, description="Send Strict-Transport-Security (behind an HTTPS proxy).")
+    tls_certfile: Path | None = Field(default=None, description="Serve HTTPS with this certificate (PEM).")
+    tls_keyfile: Path | None = Field(default=None, description="... and this private key (PEM).")
+    forwarded_allow_ips: str = Field(
+        default="", description="Proxies trusted for X-Forwarded-For/-Proto, e.g. 127.0.0.1 (empty: none)."
+    )
+    min_free_disk_mb: int = Field(default=100, ge=0, description="Readiness fails below this free space.")
+    migration_database_url: str | None = Field(
+        default=None, description="PostgreSQL: schema owner URL for migrations (DATABASE_URL: app role)."
+    )
+
     def sqlite_path(self) -> Path:
         return self.data_dir / "carepath.sqlite3"
 
     def resolved_database_url(self) -> str:
-        """The URL to connect to; for the default SQLite file, the data dir is created."""
+        """The URL to connect to; for the default SQLite file, the data dir is created (0700)."""
         url = self.database_url
-        if not url:
+        if not url:  # the file itself is created only by `carepath db upgrade` (api.db, 0600)
             self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            path = self.sqlite_path()
-            if not path.exists():  # patient data: readable by the service's user only
-                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-            return f"sqlite:///{path.resolve()}"
+            return f"sqlite:///{self.sqlite_path().resolve()}"
         if url.startswith("postgres://"):
             url = "postgresql://" + url[len("postgres://") :]
         if url.startswith("postgresql://"):
@@ -69,24 +116,10 @@ class Settings(BaseSettings):
         """The configured key, or one generated on first run and kept in the data dir (0600)."""
         if self.secret_key is not None and self.secret_key.get_secret_value():
             return self.secret_key.get_secret_value().encode()
-        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        from carepath.api.keys import key_file  # written aside and linked: never half-written
+
         path = self.data_dir / _SECRET_FILE
-        if not path.exists():
-            # Written aside, then linked into place: never a half-written key, and two
-            # processes starting together agree on whichever key was linked first.
-            tmp = path.with_name(f".{_SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                os.write(fd, secrets.token_hex(32).encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                pass
-            finally:
-                tmp.unlink()
+        key_file(path, secrets.token_hex(32).encode())
         key = path.read_bytes().strip()
         if len(key) < 32:
             raise RuntimeError(f"{path} is too short to be a secret key; delete it to regenerate")

@@ -92,9 +92,18 @@ def _worker(index: int, args: dict[str, Any], with_durable_threads: bool, out: A
                     result.wrong += 1
 
     started = time.perf_counter()
+    every = max(1, args["progress"])
+    block = 10_000  # Executor.map submits everything at once: feed it in bounded blocks
     with ThreadPoolExecutor(max_workers=args["threads"]) as pool:
-        for _ in pool.map(one, range(n), chunksize=256):
-            pass
+        for first in range(0, n, block):
+            list(pool.map(one, range(first, min(n, first + block)), chunksize=64))
+            done = min(n, first + block)
+            if done % every == 0 or done == n:
+                print(
+                    f"    worker {index}: {done:,} evaluations, {result.refused} refused,"
+                    f" {result.wrong} wrong, {time.perf_counter() - started:.0f} s, RSS {_rss_mb():.1f} MB",
+                    flush=True,
+                )
     result.seconds = time.perf_counter() - started
     result.evaluations = n
     result.rebuilds = sum(r.rebuilds for r in runners)
@@ -153,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--distinct", type=int, default=1000, help="distinct intakes per process")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--compare", type=int, default=0, help="evaluations per worker with durable's threads on")
+    ap.add_argument("--progress", type=int, default=50_000, help="a progress line per worker every N")
     ns = ap.parse_args(argv)
     args = vars(ns) | {"per_worker": ns.evaluations // ns.processes}
     print(

@@ -267,6 +267,7 @@ class Server:
         return done.stdout.strip()
 
     def __enter__(self) -> Server:
+        self._cli("db", "upgrade")  # the only command that creates the database (issue 10)
         tokens = []
         for u in range(self.n_users):
             email = f"bench{u}@bench.example"

@@ -57,6 +57,7 @@ Language = Annotated[
     Query(description="Patient summary language (default: the intake's preferences.language)."),
 ]
 CODE = r"^[a-z]+\.[a-z0-9_]+$"
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2999, 12, 31)  # 9999-12-31 + 1 day overflowed (500)
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "No or invalid credentials."},
@@ -150,8 +151,12 @@ def reevaluate_plan(
 def list_plans(
     caller: PlanLister,
     plans: PlansDep,
-    created_from: Annotated[date | None, Query(description="Created on or after this day (UTC).")] = None,
-    created_to: Annotated[date | None, Query(description="Created on or before this day (UTC).")] = None,
+    created_from: Annotated[
+        date | None, Query(ge=FIRST_DAY, le=LAST_DAY, description="Created on or after this day (UTC).")
+    ] = None,
+    created_to: Annotated[
+        date | None, Query(ge=FIRST_DAY, le=LAST_DAY, description="Created on or before this day (UTC).")
+    ] = None,
     level_of_care: Annotated[str | None, Query(pattern=CODE, max_length=64, examples=["loc.otp"])] = None,
     code: Annotated[
         str | None, Query(pattern=CODE, max_length=64, description="Any item, alert or level code.")

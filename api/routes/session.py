@@ -24,6 +24,7 @@ from carepath.api.runtime import Runtime
 from carepath.api.security import csrf_for_login, csrf_matches
 from carepath.api.service import Caller
 from carepath.api.settings import LOGIN_CSRF_COOKIE, SESSION_COOKIE
+from carepath.api.signin import SignInGate
 
 router = APIRouter(tags=["session"])
 
@@ -93,16 +94,25 @@ async def login(request: Request, rt: RuntimeDep) -> Response:
     email, password = str(form.get("email") or ""), str(form.get("password") or "")
     next_url = safe_next(str(form.get("next") or "/"))
     now = rt.clock()
+    rid = request_id_of(request)
+    gate = SignInGate(rt, email, rid)  # lockout with back-off, TOTP, audit with account + address
+    locked_for = await run_in_threadpool(gate.locked_for, now)
+    if locked_for:
+        page = _login_page(request, rt, error=gate.locked_message(locked_for), status=429, next_url=next_url)
+        page.headers["Retry-After"] = str(locked_for)
+        return page
     result = await run_in_threadpool(
         check_login, rt.db, email, password, now=now, max_age_s=rt.settings.session_max_age_s
     )
     plans = rt.plans()
-    rid = request_id_of(request)
+    if result is not None and not await run_in_threadpool(
+        gate.second_factor_ok, result, form.get("otp"), now
+    ):
+        result = None
     if result is None:
-        await run_in_threadpool(plans.record_anonymous, rid, "auth.login", "denied")
-        return _login_page(
-            request, rt, error="Email or password is incorrect.", status=401, next_url=next_url
-        )
+        await run_in_threadpool(gate.failed, now)
+        return _login_page(request, rt, error=gate.failure_message(), status=401, next_url=next_url)
+    await run_in_threadpool(gate.succeeded)
     user, token = result
     request.state.user_id = user.id
     await run_in_threadpool(plans.record, Caller(Principal(user, "session"), rid), "auth.login", "ok")

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from carepath.api.deps import AnyUser, RulesReader, RuntimeDep
+from carepath.api.health import readiness
 from carepath.api.schemas import ErrorBody, Health, RuleCatalogue
 
 router = APIRouter()
@@ -28,18 +29,31 @@ def package_version() -> str:
     tags=["system"],
     response_model=Health,
     summary="Liveness and readiness (no authentication; no patient data)",
-    responses={503: {"model": Health, "description": "The database is unreachable."}},
+    responses={
+        503: {"model": Health, "description": "Not ready: database, disk or audit file (see checks)."}
+    },
 )
 async def health(rt: RuntimeDep) -> JSONResponse:
-    db_ok = await run_in_threadpool(rt.db.ping)
+    ready = await run_in_threadpool(readiness, rt)  # real round trip, write lock, disk (api.health)
     pack = rt.engine.pack
     body = Health(
-        status="ok" if db_ok else "degraded",
-        database="ok" if db_ok else "unreachable",
+        status="ok" if ready.ok else "degraded",
+        database="ok" if ready.database == "ok" else "unreachable",
         ruleset={"id": pack.id, "version": pack.version, "sha256": pack.sha256},
         version=package_version(),
     )
-    return JSONResponse(body.model_dump(mode="json"), status_code=200 if db_ok else 503)
+    detail = {"checks": {"database": ready.database, "disk": ready.disk, "audit": ready.audit}}
+    return JSONResponse(body.model_dump(mode="json") | detail, status_code=200 if ready.ok else 503)
+
+
+@router.get(
+    "/health/live",
+    name="health.live",
+    tags=["system"],
+    summary="Liveness: the process answers (no checks; use /health for readiness)",
+)
+async def live() -> dict[str, str]:
+    return {"status": "alive"}
 
 
 @router.get(

@@ -78,6 +78,10 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         k: v for k, v in os.environ.items() if not k.startswith("CAREPATH_") and k not in ("DATABASE_URL",)
     }
     env |= {"CAREPATH_DATA_DIR": str(data), "PYTHONUNBUFFERED": "1", "CAREPATH_QUEUE_TIMEOUT_S": "60"}
+    upgrade = subprocess.run(  # the only command that creates the database
+        [*_carepath(), "db", "upgrade"], text=True, capture_output=True, cwd=ROOT, env=env, timeout=120
+    )
+    assert upgrade.returncode == 0, upgrade.stderr
     add = subprocess.run(
         [*_carepath(), "users", "add", "--org", "clinic-e2e", "--email", EMAIL, "--role", "clinician"]
         + ["--password-stdin"],

@@ -35,6 +35,8 @@ def srv(tmp_path_factory, engine):
         database_url=f"sqlite:///{base / 'carepath.sqlite3'}",
         secret_key=secrets.token_hex(32),
         queue_timeout_s=60,  # no time-based shedding on a loaded test host
+        cookie_secure=False,
+        rate_anonymous_per_ip=5000.0,
     )
     with ThreadServer(create_app(settings, engine=engine)) as server:
         server.users = make_users(server.runtime.db)

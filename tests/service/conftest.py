@@ -18,6 +18,7 @@ import pytest
 from tests.service.helpers import ROOT, TEST_OVERLOAD, Users, make_users, pg_database
 
 EXAMPLE = ROOT / "examples" / "intake-fentanyl.json"
+RATES = {"rate_per_ip": 5000.0, "rate_anonymous_per_ip": 5000.0, "rate_per_account": 5000.0}
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +71,7 @@ def settings_for(tmp_path: Path):
             data_dir=tmp_path / "data",
             database_url=database_url,
             secret_key=secrets.token_hex(32),
-            **extra,
+            **{"cookie_secure": False, **RATES, **extra},  # httpx sends no Secure cookie over http://
         )
 
     return make
@@ -124,6 +125,8 @@ def shared_server(tmp_path_factory, engine):
         database_url=f"sqlite:///{tmp / 'carepath.sqlite3'}",
         secret_key=secrets.token_hex(32),
         **TEST_OVERLOAD,
+        cookie_secure=False,
+        **RATES,
     )
     with _serve(settings, engine) as srv:
         srv.users = make_users(srv.runtime.db)

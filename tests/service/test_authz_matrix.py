@@ -21,6 +21,10 @@ from tests.service.test_route_walk import PUBLIC
 
 NOT_IN_MATRIX = {
     ("POST", "/login"): "the sign-in step itself (its CSRF and wrong-password cases: test_sessions.py)",
+    ("POST", "/v1/tokens"): "minting needs a browser session, never a token (test_tokens_http.py)",
+    ("DELETE", "/v1/tokens/{token_id}"): "revoking needs a token id of the caller (test_tokens_http.py)",
+    ("POST", "/v1/consents/{consent_id}/revoke"): "needs a consent id of the caller (test_part2.py)",
+    ("POST", "/v1/disclosures"): "needs a plan with a patient id; other orgs' plans are 422 (test_part2.py)",
 }
 PASSED_AUTHZ = None  # "ok" marker: any status but 401/403/404 (e.g. a form re-shown with errors)
 
@@ -62,6 +66,12 @@ ROWS: dict[tuple[str, str], Row] = {
     ("POST", "/plans/{plan_id}/edit"): Row(
         "clinician", "reviewer", "404", PASSED_AUTHZ, body="form", fresh_plan=True
     ),
+    # hardening: tokens over HTTP, 42 CFR Part 2 consent and accounting
+    # (no plan data in these answers; the organisation boundary of each: test_tokens_http, test_part2)
+    ("GET", "/v1/tokens"): Row("reviewer", None, None, why_no_wrong="every role lists its own tokens"),
+    ("POST", "/v1/consents"): Row("clinician", "reviewer", None, {201}, body="consent"),
+    ("POST", "/v1/consents/search"): Row("reviewer", "admin", None, body="patient"),
+    ("POST", "/v1/accounting"): Row("reviewer", "admin", None, body="patient"),
 }
 OTHER = {"clinician": "other_clinician", "reviewer": "other_reviewer", "admin": "other_reviewer"}
 
@@ -107,6 +117,8 @@ def test_only_the_right_user_gets_through(shared_server, example_intake, route):
             "override": override,
             "hook": {},
             "form": {"_form": {"reason": "matrix", "code": item["code"], "action": "edit"}},
+            "consent": {"patient_id": "mrn-matrix", "recipient": "Dr Matrix", "purpose": "treatment"},
+            "patient": {"patient_id": "mrn-matrix"},
             None: None,
         }
 
@@ -153,9 +165,14 @@ def test_refusals_are_audited(shared_server, example_intake):
         c.get(f"/v1/plans/{pid}", headers=users.admin.headers)
         c.get(f"/v1/plans/{pid}", headers=users.other_clinician.headers)
         c.get("/v1/plans/pl_doesnotexistdoesnotexi", headers=users.clinician.headers)
+    shared_server.runtime.hardening.flush_noise(force=True)  # anonymous attempts: row or summary
     with shared_server.runtime.db.transaction(readonly=True) as tx:
-        rows = [(e.action, e.outcome, e.actor_id, e.plan_id) for e in tx.audit_entries()]
-    assert ("plan.read", "unauthenticated", None, pid) in rows
+        entries = list(tx.audit_entries())
+    rows = [(e.action, e.outcome, e.actor_id, e.plan_id) for e in entries]
+    summarised = [
+        e for e in entries if e.action == "audit.anonymous_summary" and "action=plan.read" in (e.detail or "")
+    ]
+    assert ("plan.read", "unauthenticated", None, pid) in rows or summarised
     assert ("plan.read", "denied", users.admin.user_id, pid) in rows
     assert ("plan.read", "other_org", users.other_clinician.user_id, pid) in rows
     assert ("plan.read", "not_found", users.clinician.user_id, "pl_doesnotexistdoesnotexi") in rows

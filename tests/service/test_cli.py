@@ -7,13 +7,22 @@ import httpx
 from tests.service.helpers import PASSWORD, ProcessServer, run_cli, sqlite_db_in
 
 
-def test_first_run_creates_the_data_dir_and_says_how_to_add_an_admin(tmp_path):
+def test_only_db_upgrade_creates_the_database_and_then_serve_says_how_to_add_an_admin(tmp_path):
     data = tmp_path / "fresh" / "data"
+    refused = run_cli("serve", "--port", "9", data_dir=data)
+    assert refused.returncode == 1 and "carepath db upgrade" in refused.stderr
+    assert "Traceback" not in refused.stderr and not (data / "carepath.sqlite3").exists()
+    assert run_cli("users", "list", data_dir=data).returncode == 1  # nor any other command
+    assert not (data / "carepath.sqlite3").exists()
+    created = run_cli("db", "upgrade", data_dir=data)
+    assert created.returncode == 0 and "database at revision" in created.stdout
     with ProcessServer(data) as srv:
         assert httpx.get(srv.url + "/health").json()["status"] == "ok"
     err = srv.stderr.read_text()
     assert (data / "carepath.sqlite3").is_file() and (data / "secret.key").is_file()
-    assert oct((data / "carepath.sqlite3").stat().st_mode)[-3:] == "600"
+    for name in ("carepath.sqlite3", "secret.key", "audit.key", "data.key"):
+        assert oct((data / name).stat().st_mode)[-3:] == "600", name
+    assert oct(data.stat().st_mode)[-3:] == "700"
     assert "no admin user yet" in err and "carepath users add --org" in err
 
     added = run_cli(
@@ -38,6 +47,7 @@ def test_first_run_creates_the_data_dir_and_says_how_to_add_an_admin(tmp_path):
 
 def test_users_token_is_printed_once_and_works(tmp_path):
     data = tmp_path / "data"
+    assert run_cli("db", "upgrade", data_dir=data).returncode == 0
     env = {"CAREPATH_PASSWORD": PASSWORD}
     assert (
         run_cli(
@@ -89,4 +99,4 @@ def test_audit_verify_reports_the_first_broken_link(tmp_path):
 
 def test_db_upgrade(tmp_path):
     r = run_cli("db", "upgrade", data_dir=tmp_path / "data")
-    assert r.returncode == 0 and "revision 0001" in r.stdout
+    assert r.returncode == 0 and "database at revision " in r.stdout

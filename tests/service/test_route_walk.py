@@ -8,7 +8,8 @@ from carepath.api.app import create_app, route_table
 
 # The only routes anyone may call without signing in, each with its reason.
 PUBLIC = {
-    ("GET", "/health"): "liveness for load balancers; no patient data",
+    ("GET", "/health"): "readiness for load balancers; no patient data",
+    ("GET", "/health/live"): "liveness: the process answers; no checks, no data",
     ("GET", "/cds-services"): "CDS Hooks discovery (contract §4)",
     ("GET", "/login"): "the sign-in page itself",
     ("GET", "/static/{name}"): "the stylesheet, needed by the sign-in page; no patient data",
