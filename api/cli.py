@@ -21,10 +21,18 @@ from carepath.engine import CarePlan, Engine, IntakeError, RulePackError, load_r
 from carepath.engine.errors import CarepathError, FieldProblem
 from carepath.engine.intake import MAX_INTAKE_BYTES
 
+# Plain help (rich_markup_mode=None): Typer's rich panels print a "<bool>" type for every flag.
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="carepath: draft OUD care pathways for clinicians."
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="carepath: draft OUD care pathways for clinicians.",
 )
-rules_app = typer.Typer(no_args_is_help=True, help="Rule governance: lint, test, diff, impact, compile.")
+rules_app = typer.Typer(
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Rule governance: lint, test, diff, impact, release, compile.",
+)
 app.add_typer(rules_app, name="rules")
 
 

@@ -16,9 +16,15 @@ import typer
 
 __all__ = ["register_service_commands"]
 
-users_app = typer.Typer(no_args_is_help=True, help="User accounts: add, token, list, disable.")
-audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.")
-db_app = typer.Typer(no_args_is_help=True, help="Database schema (Alembic migrations).")
+users_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="User accounts: add, token, list, disable."
+)
+audit_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="The hash-chained audit log."
+)
+db_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Database schema (Alembic migrations)."
+)
 
 PASSWORD_ENV = "CAREPATH_PASSWORD"
 
