@@ -31,6 +31,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from carepath.engine import CarepathError, Engine, IntakeError, load_rulepack, parse_intake_json
 from carepath.engine.errors import FieldProblem
+from carepath.engine.governance import require_clean
 from carepath.engine.rulepack import default_rules_dir
 
 __all__ = ["run_batch"]
@@ -57,7 +58,9 @@ def run_batch(
     """
     source, target = Path(input_path), Path(output_path)
     rules = Path(rules_dir) if rules_dir else default_rules_dir()
-    sha256 = load_rulepack(rules).sha256  # fail fast, in the parent, on a broken pack
+    pack = load_rulepack(rules)  # fail fast, in the parent, on a broken pack
+    require_clean(pack)
+    sha256 = pack.sha256
     total = sum(1 for _ in _lines(source))
     workers = max(1, min(workers, total))
     setup = (str(rules), sha256, generated_at)

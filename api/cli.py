@@ -93,8 +93,13 @@ def generated_at(option: str | None) -> datetime:
 
 
 def build_engine(runner: Runner = Runner.durable, rules_dir: Path | None = None) -> Engine:
+    """The engine on a pack that loads and lints clean; otherwise one line on stderr, exit 1."""
+    from carepath.engine.governance import require_clean
+
     try:
-        return Engine(load_rulepack(rules_dir), runner.value)
+        pack = load_rulepack(rules_dir)
+        require_clean(pack)
+        return Engine(pack, runner.value)
     except RulePackError as exc:
         _fail(1, f"rule pack refused: {exc}")
 
@@ -227,6 +232,8 @@ def rules_test(rules_dir: Annotated[Path | None, typer.Option()] = None) -> None
     from carepath.engine.governance import run_examples
 
     pack = _pack(rules_dir)
+    if not pack.rules:
+        _fail(1, f"rule pack refused: {pack.id} {pack.version} has no active rules")
     failed = 0
     for name, runner in (("reference", None), ("durable", DurableRunner(pack))):
         for r in run_examples(pack, runner):

@@ -61,6 +61,7 @@ def serve(
 
     settings = Settings()
     configure_logging(settings.log_level)
+    _require_rule_pack(settings)
     first_run = not settings.database_url and not settings.sqlite_path().exists()
     try:
         db = _database()
@@ -88,6 +89,18 @@ def serve(
         server_header=False,
         proxy_headers=False,
     )
+
+
+def _require_rule_pack(settings: Any) -> None:
+    """Refuse to serve a rule pack that does not load and lint clean: one line, exit 1."""
+    from carepath.api.runtime import checked_rulepack
+    from carepath.engine import RulePackError
+
+    try:
+        checked_rulepack(settings)
+    except RulePackError as exc:
+        _err(f"carepath: rule pack refused: {exc}")
+        raise typer.Exit(1) from None
 
 
 def _read_password(from_stdin: bool) -> str:

@@ -23,7 +23,7 @@ from durable import engine as durable_engine
 
 from .compile import FLAG_TAG, INTAKE_TAG, compile_pack
 from .derive import Facts
-from .errors import EngineError
+from .errors import EngineError, RulePackError
 from .ir import Firing, matched_facts
 from .rulepack import PackRule, RulePack
 
@@ -53,6 +53,8 @@ class DurableRunner:
     """Evaluates facts against a compiled RulePack on durable_rules."""
 
     def __init__(self, pack: RulePack) -> None:
+        if not pack.rules:  # durable_rules crashes in native code on an empty ruleset (free(): ...)
+            raise RulePackError(f"{pack.id} {pack.version} has no active rules: nothing to run")
         self._name = f"carepath_{pack.sha256[:12]}_{next(_COUNTER)}"
         self._evals: dict[str, _Evaluation] = {}
         actions = {r.id: self._action(r) for r in pack.rules}
