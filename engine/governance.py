@@ -452,12 +452,20 @@ def _compare(a: Signature, b: Signature) -> list[Change]:
                 out.append(Change(gained_lost, code, x[0] if x else "", y[0] if y else ""))
             elif x[0] != y[0]:
                 out.append(Change(regraded, code if section != "level" else "level_of_care", x[0], y[0]))
-            elif x[1] != y[1]:
-                out.append(Change("wording", code, x[1], y[1]))
-            elif x[2] != y[2]:
-                out.append(Change("wording", f"{code} (rationale)", x[2], y[2]))
-            elif x[3] != y[3]:
-                out.append(Change("rule_ids", code, ", ".join(x[3]), ", ".join(y[3])))
+            else:
+                out += _same_decision(code, x, y)
+    return out
+
+
+def _same_decision(code: str, x: Entry, y: Entry) -> list[Change]:
+    """The same code at the same strength: its wording, or the rules that made it, changed."""
+    out = []
+    if x[1] != y[1]:
+        out.append(Change("wording", code, x[1], y[1]))
+    if x[3] != y[3]:
+        out.append(Change("rule_ids", code, ", ".join(x[3]), ", ".join(y[3])))
+    elif x[2] != y[2]:  # the rationale names its rules, so it is only compared when they are the same
+        out.append(Change("wording", f"{code} (rationale)", x[2], y[2]))
     return out
 
 

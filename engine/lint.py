@@ -78,12 +78,18 @@ def _candidates(fact: str, tests: list[Test]) -> list[Value]:
         return values + [True, False]
     if spec.type == "enum":
         return values + list(spec.values)
-    points: set[float] = set()
+    cuts = sorted(
+        {
+            float(v)
+            for t in tests
+            for v in (t.value if isinstance(t.value, tuple) else (t.value,))
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        }
+    )
     step = 1 if spec.type == "int" else 0.5
-    for t in tests:
-        for v in t.value if isinstance(t.value, tuple) else (t.value,):
-            if isinstance(v, int | float) and not isinstance(v, bool):
-                points.update((v - step, v, v + step))
+    points: set[float] = {p for c in cuts for p in (c - step, c, c + step)}
+    if spec.type == "number":  # between two close thresholds (above 12, below 12.5)
+        points.update((a + b) / 2 for a, b in zip(cuts, cuts[1:], strict=False))
     lo, hi = spec.range if spec.range else (float("-inf"), float("inf"))
     if spec.range:
         points.update((lo, hi))
