@@ -109,8 +109,9 @@ class _Story:
 
     def patient(self) -> None:
         p, rng = self.intake["patient"], self.rng
-        if _known(rng, 0.97):
-            p["sex_at_birth"] = self.sex
+        if not _known(rng, 0.97):
+            return  # sex not recorded: nor is pregnancy
+        p["sex_at_birth"] = self.sex
         if self.sex in ("female", "intersex") and 12 <= self.age <= 55 and _known(rng, 0.85):
             p["pregnant"] = rng.random() < 0.08
             if p["pregnant"] and _known(rng, 0.85):

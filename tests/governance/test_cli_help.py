@@ -3,17 +3,18 @@
 
 from __future__ import annotations
 
-import click
+from typing import Any
+
 import typer
 from typer.testing import CliRunner
 
 from carepath.api.cli import app
 
 
-def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+def _commands(group: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     found = [prefix]
     for name, cmd in sorted(group.commands.items()):
-        if isinstance(cmd, click.Group):
+        if hasattr(cmd, "commands"):  # a group
             found += _commands(cmd, prefix + (name,))
         else:
             found.append(prefix + (name,))
@@ -22,7 +23,6 @@ def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[st
 
 def test_no_help_page_shows_a_bool_placeholder():
     root = typer.main.get_command(app)
-    assert isinstance(root, click.Group)
     commands = _commands(root)
     assert ("rules", "lint") in commands and ("synth",) in commands and ("serve",) in commands
     runner = CliRunner()
