@@ -337,7 +337,29 @@ class Change:
     after: str
 
     def __str__(self) -> str:
-        return f"{self.kind:14} {self.code}: {self.before or '-'} -> {self.after or '-'}"
+        before, after = _brief(self.before, self.after)
+        return f"{self.kind:14} {self.code}: {before or '-'} -> {after or '-'}"
+
+
+def _brief(before: str, after: str, room: int = 90) -> tuple[str, str]:
+    """Long wordings shown by what differs: the common start and end become '...'."""
+    if len(before) <= room and len(after) <= room:
+        return before, after
+    start = 0
+    while start < min(len(before), len(after)) and before[start] == after[start]:
+        start += 1
+    end = 0
+    while end < min(len(before), len(after)) - start and before[-1 - end] == after[-1 - end]:
+        end += 1
+    start = max(0, start - 20)
+
+    def cut(text: str) -> str:
+        stop = len(text) - end + 20 if end > 20 else len(text)
+        middle = text[start:stop]
+        tail = "..." if stop < len(text) or len(middle) > room else ""
+        return ("..." if start else "") + middle[:room] + tail
+
+    return cut(before), cut(after)
 
 
 @dataclass
@@ -452,7 +474,7 @@ def _compare(a: Signature, b: Signature) -> list[Change]:
                 out.append(Change(gained_lost, code, x[0] if x else "", y[0] if y else ""))
             elif x[0] != y[0]:
                 out.append(Change(regraded, code if section != "level" else "level_of_care", x[0], y[0]))
-            else:
+            elif section != "level":  # the level's wording and rules are its item's: compared there
                 out += _same_decision(code, x, y)
     return out
 
