@@ -392,3 +392,54 @@ def test_synthetic_intakes_feed_impact_between_two_real_releases():
     report = impact(old, new, list(synth_intakes(150, seed=1)))
     assert report.intakes == 150 and report.refused == []
     assert report.changed, "the two releases differ for some synthetic intakes"
+
+
+def test_conditions_read_in_one_line():
+    from carepath.engine.governance import describe_condition
+    from carepath.engine.rulespec import parse_condition
+
+    cond = {
+        "any": [
+            {"fact": "cows_score", "at_least": 8},
+            {"not": {"all": [FENTANYL, {"fact": "injects", "known": False}]}},
+        ]
+    }
+    assert describe_condition(parse_condition(cond)) == (
+        "any(cows_score >= 8, not(all(uses_fentanyl is true, injects is unknown)))"
+    )
+    assert describe_condition(parse_condition("always")) == "always"
+
+
+def test_diff_sees_draft_rules_and_the_citation_registry(tmp_path: Path):
+    a, b = _packs(
+        tmp_path, [_extra(status="draft")], [_extra(status="draft", version=2, title="A draft, retitled")]
+    )
+    cites = yaml.safe_load((b / "citations.yaml").read_text())
+    cites["S99"] = {"title": "A new source", "short": "New", "year": "2026"}
+    (b / "citations.yaml").write_text(yaml.safe_dump(cites))
+    d = diff_packs(load_rulepack(a), load_rulepack(b))
+    assert [c.rule_id for c in d.changed] == ["OUD-TST-010"] and d.changed[0].fields_changed == ["title"]
+    assert d.citations_changed == ["S99 added"] and d.problems() == []
+
+
+def test_long_wordings_are_shortened_to_what_differs():
+    from carepath.engine.governance import Change
+
+    common = "Placement matches the highest-risk dimension to the least intensive setting. " * 2
+    change = Change("wording", "loc.outpatient", common + "Old ending.", common + "New ending, longer.")
+    text = str(change)
+    assert "Old ending." in text and "New ending, longer." in text and "..." in text
+    assert len(text) < len(change.before) + len(change.after)
+    assert str(Change("wording", "x", "short", "also short")) == "wording        x: short -> also short"
+
+
+def test_an_intake_the_old_pack_refused_shows_as_a_new_plan(tmp_path: Path):
+    a, b = _packs(tmp_path, [_extra(then=[{"code": "hr.naloxone", "kind": "avoid"}])], [_extra(version=2)])
+    report = impact(
+        Engine(load_rulepack(a), "reference"),
+        Engine(load_rulepack(b), "reference"),
+        [("f", _parse(ON_FENTANYL))] * 3,
+    )
+    assert len(report.changed) == 3 and report.changed[0].changes[0].before.startswith("refused: ")
+    text = format_impact(report, limit=1)
+    assert "... and 2 more intakes" in text
