@@ -253,56 +253,48 @@ def check_active_rules(ctx: LintContext) -> Iterator[Finding]:
         yield Finding(ERROR, "(pack)", "the pack has no active rules: it cannot make a plan", "active-rules")
 
 
-def check_naloxone_for_every_intake(ctx: LintContext) -> Iterator[Finding]:
+def _every_intake_gets(
+    ctx: LintContext, rules: list[PackRule], what: str, none: str, gap: str, check: str
+) -> Iterator[Finding]:
+    """An error unless the conditions of ``rules`` together hold for every intake."""
     if not ctx.pack.rules:
         return
-    rules = ctx.rules_giving("hr.naloxone", kinds=("recommend", "consider"))
     if not rules:
-        yield Finding(
-            ERROR,
-            "(pack)",
-            "no active rule recommends hr.naloxone: every plan must offer it",
-            "naloxone-every-intake",
-        )
+        yield Finding(ERROR, "(pack)", f"no active rule {none}", check)
         return
     witness = uncovered_intake([r.cond for r in rules])
     if witness is not None:
+        ids = ", ".join(r.id for r in rules)
         yield Finding(
-            ERROR,
-            "(pack)",
-            "hr.naloxone is not recommended for every intake (add an 'always' rule): "
-            + _describe_witness(witness)
-            + f" gets none from {', '.join(r.id for r in rules)}",
-            "naloxone-every-intake",
+            ERROR, "(pack)", f"{gap}: {_describe_witness(witness)} gets no {what} from {ids}", check
         )
 
 
+def check_naloxone_for_every_intake(ctx: LintContext) -> Iterator[Finding]:
+    yield from _every_intake_gets(
+        ctx,
+        ctx.rules_giving("hr.naloxone", kinds=("recommend", "consider")),
+        "naloxone",
+        "recommends hr.naloxone: every plan must offer it",
+        "hr.naloxone is not recommended for every intake (add an 'always' rule)",
+        "naloxone-every-intake",
+    )
+
+
 def check_baseline_level_of_care(ctx: LintContext) -> Iterator[Finding]:
-    if not ctx.pack.rules:
-        return
-    rules = [
+    levels = [
         r
         for r in ctx.pack.rules
         if any(t.effect == "need" and ctx.pack.codes[t.code].phase == "level_of_care" for t in r.rule.then)
     ]
-    if not rules:
-        yield Finding(
-            ERROR,
-            "(pack)",
-            "no active rule gives a baseline level of care (effect: need)",
-            "baseline-level-of-care",
-        )
-        return
-    witness = uncovered_intake([r.cond for r in rules])
-    if witness is not None:
-        yield Finding(
-            ERROR,
-            "(pack)",
-            "not every intake gets a baseline level of care (effect: need): "
-            + _describe_witness(witness)
-            + f" gets none from {', '.join(r.id for r in rules)}",
-            "baseline-level-of-care",
-        )
+    yield from _every_intake_gets(
+        ctx,
+        levels,
+        "level of care",
+        "gives a baseline level of care (effect: need)",
+        "not every intake gets a baseline level of care (effect: need)",
+        "baseline-level-of-care",
+    )
 
 
 def check_conditions_can_hold(ctx: LintContext) -> Iterator[Finding]:

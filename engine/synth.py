@@ -78,6 +78,12 @@ def _known(rng: random.Random, rate: float = 0.88) -> bool:
     return rng.random() < rate
 
 
+def _ask(rng: random.Random, out: dict[str, Any], key: str, rate: float, weights: dict[str, float]) -> None:
+    """Answered with probability ``rate``, then one of ``weights``."""
+    if _known(rng, rate):
+        out[key] = _pick(rng, weights)
+
+
 class _Story:
     """One patient, built section by section; each section reads what came before."""
 
@@ -209,10 +215,8 @@ class _Story:
         cows = self._cows(hours)
         if cows is not None:
             su["cows_score"] = cows
-        if _known(rng, 0.95):
-            su["benzodiazepines"] = _pick(rng, {"none": 0.76, "prescribed": 0.1, "illicit": 0.14})
-        if _known(rng, 0.95):
-            su["alcohol"] = _pick(rng, {"none": 0.6, "moderate": 0.27, "heavy": 0.13})
+        _ask(rng, su, "benzodiazepines", 0.95, {"none": 0.76, "prescribed": 0.1, "illicit": 0.14})
+        _ask(rng, su, "alcohol", 0.95, {"none": 0.6, "moderate": 0.27, "heavy": 0.13})
         if _known(rng, 0.9):
             su["stimulants"] = rng.random() < 0.25
         if self.jurisdiction == "US" and fentanyl and _known(rng, 0.7):
@@ -364,10 +368,8 @@ class _Story:
                         "no_preference": 0.25,
                     },
                 )
-        if _known(rng, 0.8):
-            pr["setting"] = _pick(rng, {"outpatient": 0.65, "residential": 0.12, "no_preference": 0.23})
-        if _known(rng, 0.8):
-            pr["goal"] = _pick(rng, {"abstinence": 0.55, "reduction": 0.25, "undecided": 0.2})
+        _ask(rng, pr, "setting", 0.8, {"outpatient": 0.65, "residential": 0.12, "no_preference": 0.23})
+        _ask(rng, pr, "goal", 0.8, {"abstinence": 0.55, "reduction": 0.25, "undecided": 0.2})
         if _known(rng, 0.8):
             pr["declines_counselling"] = rng.random() < 0.1
         language = {"US": {"en": 0.85, "es": 0.15}, "DE": {"de": 0.9, "en": 0.1}}.get(
