@@ -376,6 +376,14 @@ class ImpactReport:
     changed: list[IntakeImpact]
     refused: list[tuple[str, str]] = field(default_factory=list)  # (label, reason) under the new pack
 
+    def ranked(self) -> list[IntakeImpact]:
+        """Changed intakes, the weightiest change first (level, alert, recommendation, code,
+        wording, rule ids), in input order within a rank: what a clinical lead reads first."""
+        rank = {
+            k: n for n, k in enumerate(("level", "alert", "recommendation", "code", "wording", "rule_ids"))
+        }
+        return sorted(self.changed, key=lambda ii: min(rank[c.kind] for c in ii.changes))
+
     def by_kind(self) -> dict[str, int]:
         """How many intakes have at least one change of each kind."""
         counts: Counter[str] = Counter()
@@ -504,7 +512,7 @@ def format_impact(report: ImpactReport, limit: int = 50) -> str:
         lines.append("codes changed most often: " + ", ".join(f"{c} {n}" for c, n in report.by_code(10)))
     for label, reason in report.refused[:limit]:
         lines.append(f"REFUSED {label}: {reason}")
-    for ii in report.changed[:limit]:
+    for ii in report.ranked()[:limit]:
         lines.append(f"{ii.label}:")
         lines += [f"    {c}" for c in ii.changes]
     if len(report.changed) > limit:

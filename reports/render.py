@@ -144,4 +144,4 @@ def render_impact_html(report: Any, limit: int = 500) -> str:
         _bar_chart("Codes changed most often (intakes)", report.by_code(15)),
     ]
     template = _env("en").get_template("impact.html")
-    return template.render(report=report, charts=charts, share=share, shown=report.changed[:limit])
+    return template.render(report=report, charts=charts, share=share, shown=report.ranked()[:limit])

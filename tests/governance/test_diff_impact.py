@@ -443,3 +443,23 @@ def test_an_intake_the_old_pack_refused_shows_as_a_new_plan(tmp_path: Path):
     assert len(report.changed) == 3 and report.changed[0].changes[0].before.startswith("refused: ")
     text = format_impact(report, limit=1)
     assert "... and 2 more intakes" in text
+
+
+def test_the_weightiest_changes_are_listed_first(tmp_path: Path):
+    from carepath.engine.governance import Change, ImpactReport, IntakeImpact
+
+    report = ImpactReport(
+        "a 1",
+        "a 2",
+        3,
+        [
+            IntakeImpact("worded", [Change("wording", "x", "a", "b")]),
+            IntakeImpact(
+                "moved", [Change("rule_ids", "x", "R1", "R2"), Change("level", "level_of_care", "a", "b")]
+            ),
+            IntakeImpact("alerted", [Change("alert", "alert.x", "", "urgent")]),
+        ],
+    )
+    assert [ii.label for ii in report.ranked()] == ["moved", "alerted", "worded"]
+    text = format_impact(report)
+    assert text.index("moved:") < text.index("alerted:") < text.index("worded:")
