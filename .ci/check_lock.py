@@ -3,7 +3,7 @@
 Two checks: the lock's ``inputs-sha256`` header is the digest of pyproject's dependency lists
 (any added, removed or re-bounded dependency changes it), and every dependency is pinned in the
 lock at a version its bounds allow. ``--digest`` prints the digest (used by .ci/lock).
-Runs on the bare system Python (3.11+): tomllib, and pip's vendored ``packaging``.
+Runs on any Python 3.11+ that has pip (a venv does): tomllib, and pip's vendored ``packaging``.
 """
 
 from __future__ import annotations
