@@ -66,7 +66,8 @@ def problems() -> list[str]:
         if name not in locked:
             out.append(f"{req.name} is in pyproject.toml but not pinned in requirements.lock")
         elif not any(req.specifier.contains(v, prereleases=True) for v in locked[name]):
-            out.append(f"{req.name} is pinned at {', '.join(locked[name])}, outside pyproject's '{req.specifier}'")
+            pinned = ", ".join(locked[name])
+            out.append(f"{req.name} is pinned at {pinned}, outside pyproject's '{req.specifier}'")
     return out
 
 
