@@ -7,6 +7,7 @@ Fakes for tests go in through the keyword arguments (``engine=``, ``audit_sink=`
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -24,10 +25,10 @@ from carepath.api.hardening import install as install_hardening
 from carepath.api.middleware import ServiceMiddleware
 from carepath.api.overload import install_overload
 from carepath.api.routes import overrides, plans, session, system
-from carepath.api.runtime import build_runtime
+from carepath.api.runtime import build_runtime, checked_rulepack
 from carepath.api.schemas import OverrideIn
 from carepath.api.settings import Settings
-from carepath.engine import Engine, Intake
+from carepath.engine import Engine, Intake, RulePackError
 
 __all__ = ["create_app", "app_from_env", "route_table", "RouteInfo", "API_TITLE"]
 
@@ -112,11 +113,19 @@ def create_app(
 
 def app_from_env() -> FastAPI:
     """Factory for uvicorn (``carepath serve``): settings from CAREPATH_* / DATABASE_URL.
-    Runs in every worker process, so each configures its own logging (the access log)."""
+
+    Runs in every worker process, so each configures its own logging (the access log). Refuses to
+    start on a rule pack that does not load and lint clean: one line on stderr and exit code 1 (no
+    traceback), before the server binds its port."""
     from carepath.api.logs import configure_logging
 
     settings = Settings()
     configure_logging(settings.log_level)
+    try:
+        checked_rulepack(settings)
+    except RulePackError as exc:
+        print(f"carepath: rule pack refused: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
     return create_app(settings)
 
 

@@ -55,6 +55,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from carepath.engine import CarepathError, Engine, IntakeError, load_rulepack, parse_intake_json
 from carepath.engine.errors import FieldProblem
+from carepath.engine.governance import require_clean
 from carepath.engine.rulepack import default_rules_dir
 
 __all__ = [
@@ -122,7 +123,9 @@ def run_batch(
     """
     source, target = Path(input_path), Path(output_path)
     rules = Path(rules_dir) if rules_dir else default_rules_dir()
-    sha256 = load_rulepack(rules).sha256  # fail fast, in the parent, on a broken pack
+    pack = load_rulepack(rules)  # fail fast, in the parent, on a broken pack
+    require_clean(pack)  # or one that lints with errors (engine/lint.py)
+    sha256 = pack.sha256
     total, input_sha = _survey(source)
     partial, sidecar = target.with_name(target.name + ".part"), target.with_name(target.name + ".part.json")
     counts = {"ok": 0, "invalid": 0, "failed": 0}

@@ -21,10 +21,18 @@ from carepath.engine import CarePlan, Engine, IntakeError, RulePackError, load_r
 from carepath.engine.errors import CarepathError, FieldProblem
 from carepath.engine.intake import MAX_INTAKE_BYTES
 
+# Plain help (rich_markup_mode=None): Typer's rich panels print a "<bool>" type for every flag.
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="carepath: draft OUD care pathways for clinicians."
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="carepath: draft OUD care pathways for clinicians.",
 )
-rules_app = typer.Typer(no_args_is_help=True, help="Rule governance: lint, test, diff, impact, compile.")
+rules_app = typer.Typer(
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Rule governance: lint, test, diff, impact, release, compile.",
+)
 app.add_typer(rules_app, name="rules")
 
 
@@ -85,8 +93,13 @@ def generated_at(option: str | None) -> datetime:
 
 
 def build_engine(runner: Runner = Runner.durable, rules_dir: Path | None = None) -> Engine:
+    """The engine on a pack that loads and lints clean; otherwise one line on stderr, exit 1."""
+    from carepath.engine.governance import require_clean
+
     try:
-        return Engine(load_rulepack(rules_dir), runner.value)
+        pack = load_rulepack(rules_dir)
+        require_clean(pack)
+        return Engine(pack, runner.value)
     except RulePackError as exc:
         _fail(1, f"rule pack refused: {exc}")
 
@@ -228,83 +241,211 @@ def batch(
         raise typer.Exit(1)
 
 
+class OutputFormat(StrEnum):
+    text = "text"
+    json = "json"
+    html = "html"
+
+
+RELEASES_DIR = Path("releases/rules")
+"""Frozen copies of released packs (one folder per version), kept in the repository so that
+`carepath rules diff` against the last release works on any clone (CI runs it)."""
+
+
 @rules_app.command("lint")
 def rules_lint(
-    rules_dir: Annotated[Path | None, typer.Option()] = None,
+    rules_dir: Annotated[
+        Path | None, typer.Option(help="Rule pack folder (default: packaged rules/).")
+    ] = None,
     today: Annotated[str | None, typer.Option(help="Date to judge review dates by (default today).")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and warnings.")] = False,
+    population: Annotated[
+        int, typer.Option(help="Also run N synthetic intakes and list rules none of them fires.")
+    ] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic population.")] = 1,
     samples: Annotated[
         int,
-        typer.Option(help="Synthetic intakes searched for co-firing rules without a declared precedence."),
+        typer.Option(
+            help="Intakes sampled over the whole contract to find rules that fire together and word a "
+            "treatment differently without a declared precedence (0 skips the search)."
+        ),
     ] = 2000,
 ) -> None:
-    """Validate the pack (schema, facts, codes, citations, flags) and list review findings.
-
-    Exits 1 when a finding is an error (e.g. two rules that fire together word a treatment
-    differently at the same rank)."""
+    """Check the pack: errors refuse it (exit 1; the service will not start on it), warnings and
+    information are for the clinical lead."""
     from carepath.engine.governance import lint
 
     pack = _pack(rules_dir)
-    findings = lint(pack, date.fromisoformat(today) if today else date.today(), samples)
+    when = date.fromisoformat(today) if today else date.today()
+    findings = lint(pack, when, population, seed, cofiring_samples=samples)
     for f in findings:
         if not quiet or f.level != "info":
             typer.echo(str(f))
-    typer.echo(f"{pack.id} {pack.version}: {len(pack.rules)} active rules, sha256 {pack.sha256}")
-    if any(f.level == "error" for f in findings):
+    errors = sum(f.level == "error" for f in findings)
+    warnings = sum(f.level == "warning" for f in findings)
+    typer.echo(
+        f"{pack.id} {pack.version}: {len(pack.rules)} active rules, {errors} errors, {warnings} warnings, "
+        f"sha256 {pack.sha256}"
+    )
+    if errors:
         raise typer.Exit(1)
 
 
 @rules_app.command("test")
-def rules_test(rules_dir: Annotated[Path | None, typer.Option()] = None) -> None:
+def rules_test(
+    rules_dir: Annotated[
+        Path | None, typer.Option(help="Rule pack folder (default: packaged rules/).")
+    ] = None,
+) -> None:
     """Run every rule's own fires / does_not_fire examples, on both engines."""
     from carepath.engine._durable import DurableRunner
     from carepath.engine.governance import run_examples
 
     pack = _pack(rules_dir)
-    failed = 0
+    if not pack.rules:
+        _fail(1, f"rule pack refused: {pack.id} {pack.version} has no active rules")
+    failed = total = 0
     for name, runner in (("reference", None), ("durable", DurableRunner(pack))):
         for r in run_examples(pack, runner):
+            total += 1
             if not r.ok:
                 failed += 1
                 want = "fire" if r.expected else "not fire"
-                typer.echo(f"FAIL [{name}] {r.rule_id}: expected to {want} {r.error}".rstrip())
-    total = sum(len(r.rule.examples.fires) + len(r.rule.examples.does_not_fire) for r in pack.rules)
-    typer.echo(f"{total * 2 - failed} passed, {failed} failed")
+                got = r.error or ("it did not" if r.expected else "it fired")
+                typer.echo(f"FAIL [{name}] {r.rule_id} example {r.label}: expected to {want}; {got}")
+    typer.echo(f"{total - failed} passed, {failed} failed")
     if failed:
         raise typer.Exit(1)
 
 
 @rules_app.command("diff")
-def rules_diff(old: Path, new: Path) -> None:
-    """Rules added, removed and changed between two pack folders (changes must bump version)."""
-    from carepath.engine.governance import diff_packs
+def rules_diff(
+    old: Annotated[Path, typer.Argument(help="The earlier pack folder (e.g. releases/rules/2026.12.0).")],
+    new: Annotated[Path, typer.Argument(help="The later pack folder (e.g. rules).")],
+    format: Annotated[OutputFormat, typer.Option("--format", "-f", help="text or json.")] = OutputFormat.text,
+    summary: Annotated[bool, typer.Option("--summary", help="Counts and refusals only.")] = False,
+) -> None:
+    """Rules added, removed and changed (conditions, actions, citations) between two packs.
+    Exit 1 when a changed rule kept its version or the pack's version was not bumped."""
+    from carepath.engine.governance import diff_packs, format_diff
 
     d = diff_packs(_pack(old), _pack(new))
-    typer.echo(json.dumps(d.__dict__, indent=2))
-    if d.changed_without_version_bump:
+    if format is OutputFormat.json:
+        typer.echo(json.dumps(d.to_dict(), indent=2))
+    else:
+        typer.echo(format_diff(d, summary=summary))
+    if d.problems():
         raise typer.Exit(1)
 
 
 @rules_app.command("impact")
 def rules_impact(
-    old: Path,
-    new: Path,
-    intakes: Annotated[Path, typer.Option(help="Folder of intake JSON files or an NDJSON file.")],
+    old: Annotated[Path, typer.Argument(help="The earlier pack folder.")],
+    new: Annotated[Path, typer.Argument(help="The later pack folder.")],
+    intakes: Annotated[
+        list[Path] | None,
+        typer.Option(help="A folder of intake JSON files or an NDJSON file (repeatable)."),
+    ] = None,
+    synth: Annotated[int, typer.Option(help="Add N synthetic intakes (carepath synth).")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic intakes.")] = 1,
+    format: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.text,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write here, not stdout.")] = None,
+    limit: Annotated[int, typer.Option(help="text: list at most this many changed intakes.")] = 50,
 ) -> None:
-    """Which intakes would get a different plan under the new pack, and how."""
-    from carepath.engine.governance import impact
+    """Which intakes would get a different plan under the new pack, and how: level of care,
+    codes, alerts, recommend/consider/avoid, wording and rule ids. Intakes are named by file
+    (and line) and patient id."""
+    from carepath.engine.governance import format_impact, impact
 
-    cases = _load_intakes(intakes)
-    changes = impact(Engine(_pack(old), "reference"), Engine(_pack(new), "reference"), cases)
-    typer.echo(json.dumps({"intakes": len(cases), "changed": len(changes), "changes": changes}, indent=2))
+    cases = [case for source in intakes or [] for case in _load_intakes(source)]
+    if synth:
+        from carepath.engine.synth import synth_intakes
+
+        cases += [
+            (f"synth seed {seed} #{n} (id {i.patient.id})", i)
+            for n, i in enumerate(synth_intakes(synth, seed), 1)
+        ]
+    if not cases:
+        _fail(2, "no intakes: give --intakes PATH and/or --synth N")
+    report = impact(Engine(_pack(old), "reference"), Engine(_pack(new), "reference"), cases)
+    if format is OutputFormat.json:
+        body = json.dumps(report.to_dict(), indent=2) + "\n"
+    elif format is OutputFormat.html:
+        from carepath.reports.render import render_impact_html
+
+        body = render_impact_html(report)
+    else:
+        body = format_impact(report, limit) + "\n"
+    _write(body.encode(), output)
+
+
+@rules_app.command("release")
+def rules_release(
+    rules_dir: Annotated[
+        Path | None, typer.Option(help="Rule pack folder (default: packaged rules/).")
+    ] = None,
+    into: Annotated[Path, typer.Option(help="Where released packs are kept.")] = RELEASES_DIR,
+) -> None:
+    """Freeze the pack as released: copy it to releases/rules/<version>/ (commit that folder).
+    CI diffs the working pack against the newest release there."""
+    import shutil
+
+    from carepath.engine.governance import require_clean
+
+    pack = _pack(rules_dir)
+    try:
+        require_clean(pack)
+    except RulePackError as exc:
+        _fail(1, f"rule pack refused: {exc}")
+    target = into / pack.version
+    if target.exists():
+        if load_rulepack(target).sha256 == pack.sha256:
+            typer.echo(f"{pack.id} {pack.version} is already released at {target}")
+            return
+        _fail(1, f"{target} holds a different pack {pack.version}: bump the version in pack.yaml")
+    source = Path(pack.source_dir)
+    target.mkdir(parents=True)
+    for path in sorted(source.rglob("*.yaml")):
+        dest = target / path.relative_to(source)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, dest)
+    typer.echo(f"released {pack.id} {pack.version} to {target} (sha256 {pack.sha256})")
 
 
 @rules_app.command("compile")
-def rules_compile(rules_dir: Annotated[Path | None, typer.Option()] = None) -> None:
+def rules_compile(
+    rules_dir: Annotated[
+        Path | None, typer.Option(help="Rule pack folder (default: packaged rules/).")
+    ] = None,
+) -> None:
     """Print the durable_rules ruleset compiled from the pack (deterministic JSON)."""
     from carepath.engine.compile import compile_pack
 
     typer.echo(json.dumps(compile_pack(_pack(rules_dir)), indent=1, sort_keys=True))
+
+
+@app.command("synth")
+def synth_command(
+    n: Annotated[int, typer.Argument(help="How many intakes.", min=1, max=10_000_000)],
+    seed: Annotated[int, typer.Option(help="Same seed, same intakes.")] = 1,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="NDJSON file (default stdout).")
+    ] = None,
+) -> None:
+    """Write N synthetic, clinically coherent intakes as NDJSON (for batch, impact, benchmarks)."""
+    from carepath.engine.synth import synth_dicts
+
+    lines = (json.dumps(d, separators=(",", ":")) + "\n" for d in synth_dicts(n, seed))
+    if output is None:
+        for line in lines:
+            sys.stdout.write(line)
+        sys.stdout.flush()
+        return
+    tmp = output.with_name(output.name + ".part")
+    with tmp.open("w", encoding="utf-8") as out:
+        out.writelines(lines)
+    tmp.replace(output)
+    typer.echo(f"{n} intakes (seed {seed}) -> {output}", err=True)
 
 
 def _pack(rules_dir: Path | None) -> Any:
@@ -314,18 +455,25 @@ def _pack(rules_dir: Path | None) -> Any:
         _fail(1, f"rule pack refused: {exc}")
 
 
-def _load_intakes(source: Path) -> list[Any]:
-    texts = (
-        [p.read_text() for p in sorted(source.glob("*.json"))]
-        if source.is_dir()
-        else [line for line in source.read_text().splitlines() if line.strip()]
-    )
+def _load_intakes(source: Path) -> list[tuple[str, Any]]:
+    """(label, intake) pairs; a label names the file (and line) and the patient id if any."""
+    if source.is_dir():
+        texts = [(str(p), p.read_text(encoding="utf-8")) for p in sorted(source.glob("*.json"))]
+    elif source.is_file():
+        texts = [
+            (f"{source} line {n}", line)
+            for n, line in enumerate(source.read_text(encoding="utf-8").splitlines(), 1)
+            if line.strip()
+        ]
+    else:
+        _fail(2, f"intakes not found: {source}")
     out = []
-    for n, text in enumerate(texts):
+    for where, text in texts:
         try:
-            out.append(parse_intake_json(text))
+            intake = parse_intake_json(text)
         except IntakeError as exc:
-            _fail(2, f"intake {n} is invalid: {exc}")
+            _invalid([FieldProblem(f"{where}: {p.field}", p.message) for p in exc.problems])
+        out.append((where + (f" (id {intake.patient.id})" if intake.patient.id else ""), intake))
     return out
 
 

@@ -16,9 +16,15 @@ import typer
 
 __all__ = ["register_service_commands"]
 
-users_app = typer.Typer(no_args_is_help=True, help="User accounts: add, token, list, disable.")
-audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.")
-db_app = typer.Typer(no_args_is_help=True, help="Database schema (Alembic migrations).")
+users_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="User accounts: add, token, list, disable."
+)
+audit_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="The hash-chained audit log."
+)
+db_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Database schema (Alembic migrations)."
+)
 
 PASSWORD_ENV = "CAREPATH_PASSWORD"
 
@@ -61,20 +67,13 @@ def serve(
 
     settings = Settings()
     configure_logging(settings.log_level)
+    _require_rule_pack(settings)  # one line and exit 1 on a pack that does not load or lint clean
     try:
         db = _database()
     except typer.Exit:
         raise
     except Exception as exc:  # never a traceback that could quote a connection string
         _err(f"carepath: cannot open the database ({type(exc).__name__})")
-        raise typer.Exit(1) from None
-    try:  # a pack that does not load never reaches uvicorn: one line, no traceback
-        from carepath.engine import CarepathError, load_rulepack
-
-        load_rulepack(settings.rules_dir)
-    except CarepathError as exc:
-        db.dispose()
-        _err(f"carepath: the rule pack does not load: {exc}")
         raise typer.Exit(1) from None
     if admin_count(db) == 0:
         _err(
@@ -103,6 +102,18 @@ def serve(
         access_log=False,
         **options,
     )
+
+
+def _require_rule_pack(settings: Any) -> None:
+    """Refuse to serve a rule pack that does not load and lint clean: one line, exit 1."""
+    from carepath.api.runtime import checked_rulepack
+    from carepath.engine import RulePackError
+
+    try:
+        checked_rulepack(settings)
+    except RulePackError as exc:
+        _err(f"carepath: rule pack refused: {exc}")
+        raise typer.Exit(1) from None
 
 
 def _read_password(from_stdin: bool) -> str:

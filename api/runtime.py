@@ -17,15 +17,23 @@ from carepath.api.db import Database
 from carepath.api.hardening import Hardening, migrate, open_database
 from carepath.api.service import PlanService
 from carepath.api.settings import Settings
-from carepath.engine import Engine, load_rulepack
+from carepath.engine import Engine, RulePack, load_rulepack
+from carepath.engine.governance import require_clean
 
-__all__ = ["Runtime", "build_runtime", "TEMPLATES_DIR", "utc_now"]
+__all__ = ["Runtime", "build_runtime", "checked_rulepack", "TEMPLATES_DIR", "utc_now"]
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def checked_rulepack(settings: Settings) -> RulePack:
+    """The configured rule pack, loaded and linted: RulePackError (one line) unless clean."""
+    pack = load_rulepack(settings.rules_dir)
+    require_clean(pack)
+    return pack
 
 
 @dataclass
@@ -60,7 +68,8 @@ def build_runtime(
     try:
         if settings.migrate_on_startup:
             migrate(settings, db)
-        rules = engine or Engine(load_rulepack(settings.rules_dir))
+        rules = engine or Engine(checked_rulepack(settings))
+        require_clean(rules.pack)
     except Exception:
         db.dispose()
         raise

@@ -3,7 +3,9 @@
     python bench/engine.py                    # 10,000 intakes, 100,000-evaluation memory soak
     python bench/engine.py --n 2000 --soak 20000
 
-1. Generates N varied valid intakes over the whole contract (seeded; tests/factories.py).
+1. Generates N intakes, seeded: a synthetic caseload (``--intakes synth``, the default;
+   engine/synth.py, as ``carepath synth``) or values spread over the whole contract, thresholds
+   and odd corners included (``--intakes contract``; tests/factories.py).
 2. Times ``Engine.evaluate`` on each, for the durable engine and the reference interpreter,
    side by side (alternating in blocks of 100 intakes, so both see the same host load):
    evaluations per second, p50 and p99 latency; then the rule matching alone (``runner.run``
@@ -76,7 +78,11 @@ def rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def make_intakes(n: int, seed: int) -> list[Intake]:
+def make_intakes(n: int, seed: int, kind: str = "synth") -> list[Intake]:
+    if kind == "synth":
+        from carepath.engine.synth import synth_intakes
+
+        return list(synth_intakes(n, seed))
     rng = random.Random(seed)
     return [parse_intake_obj(random_intake(rng)) for _ in range(n)]
 
@@ -152,10 +158,10 @@ def soak(intakes: list[Intake], total: int) -> tuple[float, list[float]]:
     return before, samples
 
 
-def report_header(n: int, seed: int) -> str:
+def report_header(n: int, seed: int, kind: str = "synth") -> str:
     pack = load_rulepack()
     return (
-        f"carepath engine benchmark: {n:,} intakes (seed {seed}); rule pack {pack.id} {pack.version}, "
+        f"carepath engine benchmark: {n:,} {kind} intakes (seed {seed}); rule pack {pack.id} {pack.version}, "
         f"{len(pack.rules)} active rules, sha256 {pack.sha256[:12]}\n"
         f"Python {platform.python_version()}, durable_rules {version('durable-rules')}, "
         f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, one process, one thread"
@@ -203,9 +209,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=10_000, help="intakes to time (default 10,000)")
     parser.add_argument("--soak", type=int, default=100_000, help="evaluations in the memory soak; 0 skips")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--intakes",
+        choices=("synth", "contract"),
+        default="synth",
+        help="synth: a realistic caseload (carepath synth); contract: every field and threshold",
+    )
     args = parser.parse_args(argv)
-    intakes = make_intakes(args.n, args.seed)
-    print(report_header(args.n, args.seed), flush=True)
+    intakes = make_intakes(args.n, args.seed, args.intakes)
+    print(report_header(args.n, args.seed, args.intakes), flush=True)
     gc.collect()
     print(report_table(measure(intakes)), flush=True)
     if args.soak:

@@ -62,7 +62,7 @@ from durable import engine as durable_engine
 
 from .compile import FLAG_TAG, INTAKE_TAG, compile_pack
 from .derive import Facts
-from .errors import EngineError
+from .errors import EngineError, RulePackError
 from .ir import Firing, matched_facts
 from .rulepack import PackRule, RulePack
 
@@ -98,8 +98,8 @@ class DurableRunner:
     """Evaluates facts against a compiled RulePack on durable_rules."""
 
     def __init__(self, pack: RulePack) -> None:
-        if not pack.rules:
-            raise EngineError("the rule pack has no active rules; the rules engine refuses to run it")
+        if not pack.rules:  # durable_rules crashes in native code on an empty ruleset (free(): ...)
+            raise RulePackError(f"{pack.id} {pack.version} has no active rules: nothing to run")
         self._pack = pack
         self._name = f"carepath_{pack.sha256[:12]}_{next(_COUNTER)}"
         self._evals: dict[str, _Evaluation] = {}

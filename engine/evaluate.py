@@ -12,7 +12,7 @@ from typing import Literal, Protocol
 
 from . import summary
 from .derive import Facts, derive
-from .errors import EngineError
+from .errors import EngineError, RulePackError
 from .explain import missing_information, trace_of, why_not_recommended
 from .intake import Intake, intake_sha256
 from .ir import Firing, ReferenceRunner
@@ -32,6 +32,8 @@ class Engine:
 
     def __init__(self, pack: RulePack, runner: Literal["durable", "reference"] | Runner = "durable") -> None:
         """``runner``: a name, or a Runner built on ``pack`` (the seam for fakes in tests)."""
+        if not pack.rules:  # fail closed before any runner sees it (durable crashes on it)
+            raise RulePackError(f"{pack.id} {pack.version} has no active rules: nothing to run")
         self.pack = pack
         self._runner: Runner
         if not isinstance(runner, str):

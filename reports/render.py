@@ -22,7 +22,7 @@ from carepath.reports.i18n import pick_language, translations
 from carepath.reports.patient import as_patient
 from carepath.reports.view import PHASES, clinician_view, patient_view
 
-__all__ = ["AUDIENCES", "DOCUMENT_TITLE", "render_html", "stylesheet"]
+__all__ = ["AUDIENCES", "DOCUMENT_TITLE", "render_html", "render_impact_html", "stylesheet"]
 
 AUDIENCES = ("clinician", "patient")
 # C0/C1 controls (but tab, newline, carriage return) cannot be shown and make HTML parsers drop
@@ -96,3 +96,52 @@ def _default_pack() -> RulePack | None:
         return load_rulepack()
     except RulePackError:
         return None
+
+
+# --- rules impact report (governance; English only) ------------------------------------------
+
+_KIND_COLOURS = {
+    "level": "#9b1c1c",
+    "alert": "#c0392b",
+    "code": "#b9770e",
+    "recommendation": "#d68910",
+    "wording": "#2e86c1",
+    "rule_ids": "#7fb3d5",
+}
+
+
+def _bar_chart(
+    title: str, rows: list[tuple[str, int]], colours: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Geometry of a horizontal bar chart (the template draws it as inline SVG)."""
+    label_width, bar_space, row = 260, 420, 24
+    top = max((v for _, v in rows), default=0) or 1
+    bars = [
+        {
+            "label": label,
+            "value": value,
+            "y": 4 + i * row,
+            "width": max(1, round(bar_space * value / top)),
+            "colour": (colours or {}).get(label, "#566573"),
+        }
+        for i, (label, value) in enumerate(rows)
+    ]
+    return {
+        "title": title,
+        "bars": bars,
+        "label_width": label_width,
+        "width": label_width + bar_space + 60,
+        "height": 8 + row * len(rows),
+    }
+
+
+def render_impact_html(report: Any, limit: int = 500) -> str:
+    """The impact of a rule-pack change (engine.governance.ImpactReport) as one HTML page with
+    charts: intakes by kind of change, and the codes changed most often."""
+    share = f"{100 * len(report.changed) / report.intakes:.1f}%" if report.intakes else "0%"
+    charts = [
+        _bar_chart("Intakes by kind of change", list(report.by_kind().items()), _KIND_COLOURS),
+        _bar_chart("Codes changed most often (intakes)", report.by_code(15)),
+    ]
+    template = _env("en").get_template("impact.html")
+    return template.render(report=report, charts=charts, share=share, shown=report.ranked()[:limit])

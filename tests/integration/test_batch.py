@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from carepath.api.batch import run_batch
 from carepath.engine import Engine, EngineError, IntakeError, load_rulepack, parse_intake_json
 from tests.conftest import FIXED_TIME, ROOT
 from tests.factories import random_intake
-from tests.rulepacks import BASE_RULES, make_pack
+from tests.rulepacks import make_pack, rule
 
 NAME = "Quentin Canarywood"
 STAMP = "2026-01-01T12:00:00+00:00"
@@ -134,9 +133,12 @@ def test_an_empty_input_gives_an_empty_output(tmp_path: Path) -> None:
 
 
 def test_lines_the_engine_refuses_are_failed_and_exit_1(tmp_path: Path) -> None:
-    """A pack that loads but offers no naloxone: every plan is refused, none is written."""
-    rules = make_pack(tmp_path, {})
-    (rules / "pack" / "00-base.yaml").write_text(yaml.safe_dump({"rules": BASE_RULES[1:]}), encoding="utf-8")
+    """A pack that lints clean but offers withdrawal management without medication or follow-up:
+    every plan breaks a safety invariant and is refused, none is written. (A pack without
+    naloxone no longer gets this far: lint refuses it before the batch starts.)"""
+    detox_only = [{"code": "wm.ambulatory", "kind": "recommend"}]
+    wm = rule("OUD-TST-010", phase="withdrawal_management", then=detox_only)
+    rules = make_pack(tmp_path, {"50-wm.yaml": [wm]})
     source, out = tmp_path / "in.ndjson", tmp_path / "out.ndjson"
     source.write_bytes(b"\n".join(_valid(5) + [INVALID[0]]) + b"\n")
     run = carepath(
@@ -145,7 +147,7 @@ def test_lines_the_engine_refuses_are_failed_and_exit_1(tmp_path: Path) -> None:
     assert run.returncode == 1
     results = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [sorted(r) for r in results] == [["failed", "line"]] * 5 + [["errors", "line"]]
-    assert all("naloxone" in r["failed"] for r in results[:5])
+    assert all("withdrawal management without" in r["failed"] for r in results[:5])
     assert "0 plans, 1 invalid, 5 failed" in run.stderr
     assert not any(canary in run.stderr for canary in CANARIES)
 

@@ -66,18 +66,56 @@ def test_patient_texts_do_not_come_from_the_rules(short_plan, example_patient):
         assert item.text not in text and item.rationale not in text
 
 
+def _reading_grade(language: str, text: str) -> tuple[str, float, bool]:
+    """A grade-8 check in the language's own formula: (formula, score, plain enough?).
+
+    en: Flesch-Kincaid grade <= 8. es: Fernandez-Huerta >= 70 ("fairly easy", about 7th grade)
+    and Szigriszt-Pazos / INFLESZ >= 65 ("fairly easy"). de: first Wiener Sachtextformel (a
+    school grade for German text) <= 8. textstat counts syllables with the language's hyphenation.
+    """
+    textstat.set_lang(language)
+    try:
+        if language == "es":
+            fh, sp = textstat.fernandez_huerta(text), textstat.szigriszt_pazos(text)
+            return f"Fernandez-Huerta {fh:.0f}, Szigriszt-Pazos {sp:.0f}", min(fh, sp), fh >= 70 and sp >= 65
+        if language == "de":
+            grade = textstat.wiener_sachtextformel(text, 1)
+            return "Wiener Sachtextformel", grade, grade <= MAX_GRADE
+        grade = textstat.flesch_kincaid_grade(text)
+        return "Flesch-Kincaid grade", grade, grade <= MAX_GRADE
+    finally:
+        textstat.set_lang("en")
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
 @pytest.mark.parametrize("which", ["short_plan", "rich_plan"])
-def test_english_summary_reads_at_grade_8_or_below(which, request, patient):
+def test_summary_reads_at_grade_8_or_below_in_every_language(which, language, request, patient):
     plan = request.getfixturevalue(which)
-    text = visible_text(render_html(plan, "patient", "en", patient=patient), drop_footer=True)
-    grade = textstat.flesch_kincaid_grade(text)
-    assert grade <= MAX_GRADE, f"Flesch-Kincaid grade {grade} > {MAX_GRADE}"
+    text = visible_text(render_html(plan, "patient", language, patient=patient), drop_footer=True)
+    formula, score, plain = _reading_grade(language, text)
+    assert plain, f"{language}: {formula} {score:.1f} is above grade {MAX_GRADE}"
 
 
-def test_all_patient_texts_together_read_at_grade_8_or_below():
-    tr = translations("en")
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_all_patient_texts_together_read_at_grade_8_or_below(language):
+    tr = translations(language)
     text = " ".join(tr.gettext(m) for m in PATIENT_MSGIDS)
-    assert textstat.flesch_kincaid_grade(text) <= MAX_GRADE
+    formula, score, plain = _reading_grade(language, text)
+    assert plain, f"{language}: {formula} {score:.1f}"
+
+
+def test_the_grade_check_tells_hard_text_from_plain_text():
+    """The formulas are not vacuous: a dense clinical sentence fails in every language."""
+    hard = {
+        "en": "Pharmacokinetic considerations necessitate individualised titration methodologies "
+        "incorporating comprehensive electrocardiographic surveillance.",
+        "es": "Las consideraciones farmacocinéticas necesitan metodologías individualizadas de "
+        "titulación incorporando vigilancia electrocardiográfica comprehensiva.",
+        "de": "Pharmakokinetische Gesichtspunkte erfordern individualisierte Titrationsmethodiken "
+        "unter Einbeziehung umfassender elektrokardiographischer Überwachungsmaßnahmen.",
+    }
+    for language in LANGUAGES:
+        assert not _reading_grade(language, hard[language])[2], language
 
 
 @pytest.mark.parametrize(

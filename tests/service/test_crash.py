@@ -42,7 +42,17 @@ class Stream:
         return self.pending
 
 
-def _pump(url: str, stream: Stream, headers: dict[str, str], stop: threading.Event) -> None:
+def _pump(url: str, stream: Stream, headers: dict[str, str], stop: threading.Event, failures: list) -> None:
+    """One client's loop. A failed check is handed to the main thread (an assert here would
+    only end this thread), which fails the test after joining."""
+    try:
+        _post_until_stopped(url, stream, headers, stop)
+    except BaseException as exc:  # noqa: BLE001 - re-raised by the test in the main thread
+        failures.append(exc)
+        stop.set()
+
+
+def _post_until_stopped(url: str, stream: Stream, headers: dict[str, str], stop: threading.Event) -> None:
     with httpx.Client(base_url=url, timeout=30) as c:
         while not stop.is_set():
             key, body = stream.next_request()
@@ -74,11 +84,12 @@ def _kill_many_times(tmp_path, example_intake, kills: int, seed: int) -> None:
     accounts = [users.clinician, users.other_clinician, users.clinician]
     streams = [Stream(f"c{i}", example_intake) for i in range(CLIENTS)]
     srv = ProcessServer(data)
+    failures: list[BaseException] = []
     for _ in range(kills):
         srv.start()
         stop = threading.Event()
         pumps = [
-            threading.Thread(target=_pump, args=(srv.url, s, a.headers, stop))
+            threading.Thread(target=_pump, args=(srv.url, s, a.headers, stop, failures))
             for s, a in zip(streams, accounts, strict=True)
         ]
         for t in pumps:
@@ -88,6 +99,9 @@ def _kill_many_times(tmp_path, example_intake, kills: int, seed: int) -> None:
         stop.set()
         for t in pumps:
             t.join()
+        if failures:
+            srv.stop()
+            raise failures[0]
     # finish the requests that were in flight at the last kill
     srv.start()
     stop = threading.Event()
