@@ -64,12 +64,12 @@ def build_runtime(
     clock: Callable[[], datetime] | None = None,
     template_globals: dict[str, Any] | None = None,
 ) -> Runtime:
+    rules = engine or Engine(checked_rulepack(settings))  # the pack first: it needs no database
+    require_clean(rules.pack)
     db = open_database(settings)  # SQLite must exist: `carepath db upgrade` creates it
     try:
         if settings.migrate_on_startup:
             migrate(settings, db)
-        rules = engine or Engine(checked_rulepack(settings))
-        require_clean(rules.pack)
     except Exception:
         db.dispose()
         raise

@@ -206,6 +206,7 @@ class PackDiff:
     codes_changed: list[str] = field(default_factory=list)  # codes.yaml wording and vocabulary
     citations_changed: list[str] = field(default_factory=list)  # citations.yaml registry
     pack_version_bumped: bool = True
+    reviewed: list[str] = field(default_factory=list)  # only review records changed (no bump needed)
 
     @property
     def changed_without_version_bump(self) -> list[str]:
@@ -241,6 +242,14 @@ def _version_key(version: str) -> tuple[Any, ...]:
     return tuple(int(p) if p.isdigit() else p for p in version.replace("-", ".").split("."))
 
 
+REVIEW_FIELDS = frozenset({"review_date", "reviewed_by", "reviewed_on"})
+"""Review records, not clinical content: changing only these needs no version bump."""
+
+
+def _content(rule: Rule) -> dict[str, Any]:
+    return rule.model_dump(exclude=set(REVIEW_FIELDS))
+
+
 def diff_packs(old: RulePack, new: RulePack) -> PackDiff:
     before = {r.id: r.rule for r in old.rules + tuple(_inactive(old))}
     after = {r.id: r.rule for r in new.rules + tuple(_inactive(new))}
@@ -251,8 +260,10 @@ def diff_packs(old: RulePack, new: RulePack) -> PackDiff:
         removed=sorted(set(before) - set(after)),
     )
     for rid in sorted(set(before) & set(after)):
-        if before[rid].model_dump() != after[rid].model_dump():
+        if _content(before[rid]) != _content(after[rid]):
             d.changed.append(_rule_diff(before[rid], after[rid]))
+        elif before[rid].model_dump() != after[rid].model_dump():
+            d.reviewed.append(rid)
     for code in sorted(set(old.codes) | set(new.codes)):
         if old.codes.get(code) != new.codes.get(code):
             what = "added" if code not in old.codes else "removed" if code not in new.codes else "changed"
@@ -327,6 +338,8 @@ def format_diff(d: PackDiff, summary: bool = False) -> str:
                 lines.append(f"      changed: {', '.join(c.fields_changed)}")
         lines += [f"  codes.yaml: {c}" for c in d.codes_changed]
         lines += [f"  citations.yaml: {c}" for c in d.citations_changed]
+    if d.reviewed:
+        lines.append(f"  {len(d.reviewed)} rules re-reviewed only (review records changed, no version bump needed)")
     problems = d.problems()
     lines += [f"REFUSED: {p}" for p in problems]
     if not problems:

@@ -396,9 +396,18 @@ def check_wordings_have_precedence(ctx: LintContext) -> Iterator[Finding]:
         )
 
 
+def check_reviewed(ctx: LintContext) -> Iterator[Finding]:
+    """Every rule names who last reviewed it and when (clinical review 2026-12 §5.5)."""
+    for r in ctx.pack.rules:
+        if not r.rule.reviewed_by or r.rule.reviewed_on is None:
+            yield Finding(
+                ERROR, r.id, "needs reviewed_by and reviewed_on (who last reviewed it, and when)", "reviewed"
+            )
+
+
 def check_awaiting_sign_off(ctx: LintContext) -> Iterator[Finding]:
     for r in ctx.pack.rules:
-        if "awaiting" in r.rule.reviewed_by:
+        if "awaiting" in (r.rule.reviewed_by or ""):
             yield Finding(INFO, r.id, "changed since its last clinical review: awaiting sign-off", "sign-off")
 
 
@@ -426,6 +435,7 @@ CHECKS: list[Check] = [
     check_examples,
     check_recommend_and_avoid,
     check_wordings_have_precedence,
+    check_reviewed,
     check_review_dates,
     check_awaiting_sign_off,
     check_evidence_basis,

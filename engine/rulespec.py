@@ -326,8 +326,10 @@ class Rule(_Strict):
     confirmation: Literal["confirmed", "confirmed_secondary", "unconfirmed", "design_inference"]
     evidence_grade: str = Field(min_length=1)
     review_date: date
-    reviewed_by: str = Field(min_length=3)
-    reviewed_on: date
+    reviewed_by: str | None = Field(default=None, min_length=3)
+    reviewed_on: date | None = None
+    """Who last reviewed the rule, and when. Optional so that packs released before December
+    2026 still load for ``rules diff``; ``carepath rules lint`` refuses a pack without them."""
     examples: Examples
 
     @field_validator("knowledge_base")
@@ -340,7 +342,7 @@ class Rule(_Strict):
 
     @model_validator(mode="after")
     def _review_order(self) -> Rule:
-        if self.reviewed_on > self.review_date:
+        if self.reviewed_on is not None and self.reviewed_on > self.review_date:
             raise ValueError("reviewed_on is after the next review_date")
         return self
 

@@ -23,6 +23,8 @@ from tests.conftest import ROOT
 from tests.rulepacks import BASE_RULES, make_pack, rule
 
 CLI = CliRunner()
+PACK_VERSION = yaml.safe_load((ROOT / "rules" / "pack.yaml").read_text())["version"]
+"""The working pack's version: make_pack copies rules/pack.yaml, so a test pack "keeps" it."""
 FENTANYL = {"fact": "uses_fentanyl", "is": True}
 ON_FENTANYL = {
     "assessment_date": "2026-03-02",
@@ -120,7 +122,7 @@ def test_a_changed_pack_that_kept_its_version_is_refused(tmp_path: Path):
         tmp_path,
         [_extra()],
         [_extra(version=2, rationale="A rule reworded by the diff tests.")],
-        new_version="2026.12.0",
+        new_version=PACK_VERSION,
     )
     old = load_rulepack(a)
     new = load_rulepack(b)
@@ -134,7 +136,7 @@ def test_a_changed_pack_that_kept_its_version_is_refused(tmp_path: Path):
 
 
 def test_codes_and_citations_registry_changes_count_as_changes(tmp_path: Path):
-    a, b = _packs(tmp_path, [_extra()], [_extra()], new_version="2026.12.0")
+    a, b = _packs(tmp_path, [_extra()], [_extra()], new_version=PACK_VERSION)
     codes = yaml.safe_load((b / "codes.yaml").read_text())
     codes["hr.naloxone"]["text"] = "Naloxone kit, reworded."
     (b / "codes.yaml").write_text(yaml.safe_dump(codes))
@@ -144,11 +146,11 @@ def test_codes_and_citations_registry_changes_count_as_changes(tmp_path: Path):
 
 
 def test_an_unchanged_pack_diffs_clean_and_the_summary_is_short(tmp_path: Path):
-    a, b = _packs(tmp_path, [_extra()], [_extra()], new_version="2026.12.0")
+    a, b = _packs(tmp_path, [_extra()], [_extra()], new_version=PACK_VERSION)
     result = CLI.invoke(app, ["rules", "diff", str(a), str(b), "--summary"])
     assert result.exit_code == 0, result.output
     assert result.output.splitlines() == [
-        "rules diff: carepath-oud 2026.12.0 -> carepath-oud 2026.12.0",
+        f"rules diff: carepath-oud {PACK_VERSION} -> carepath-oud {PACK_VERSION}",
         "  0 added, 0 removed, 0 changed; 0 code and 0 citation registry changes",
         "version-bump guard: ok",
     ]
@@ -229,7 +231,7 @@ def test_impact_reports_level_code_alert_and_recommendation_changes(tmp_path: Pa
     assert ("alert", "alert.high_overdose_risk", "", "urgent") in kinds
     assert ("code", "aft.peer_support", "", "recommend") in kinds
     assert report.by_kind() == {"level": 1, "code": 1, "alert": 1, "recommendation": 1}
-    assert format_impact(report).startswith("rules impact: carepath-oud 2026.12.0 -> carepath-oud 2099.1.0")
+    assert format_impact(report).startswith(f"rules impact: carepath-oud {PACK_VERSION} -> carepath-oud 2099.1.0")
 
 
 def test_impact_names_bare_intakes_from_1_and_lists_refusals(tmp_path: Path):

@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from carepath.api.app import create_app
+from carepath.api.hardening import migrate, open_database
 from carepath.api.settings import Settings
 from carepath.engine import Engine, RulePackError, load_rulepack
 from carepath.engine._durable import DurableRunner
@@ -123,6 +124,9 @@ def test_create_app_refuses_at_startup(tmp_path: Path):
 
 def test_a_good_pack_still_serves(tmp_path: Path):
     settings = Settings(data_dir=tmp_path / "data", rules_dir=make_pack(tmp_path, {}))
+    db = open_database(settings, create=True)  # what `carepath db upgrade` does
+    migrate(settings, db)
+    db.dispose()
     with TestClient(create_app(settings)) as client:
         assert client.get("/health").status_code == 200
 
@@ -146,7 +150,7 @@ def test_an_empty_pack_never_reaches_durable_rules(tmp_path: Path):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, (result.returncode, result.stderr[-2000:])
-    assert result.stdout.splitlines() == ["carepath-oud 2026.12.0 has no active rules: nothing to run"] * 3
+    assert result.stdout.splitlines() == [f"carepath-oud {load_rulepack(ROOT / 'rules').version} has no active rules: nothing to run"] * 3
 
 
 def test_empty_pack_refusal_in_process(tmp_path: Path):

@@ -42,7 +42,10 @@ def _loc(rule_id: str, when: Any, effect: str = "need", **extra: Any) -> dict[st
 
 
 def _nal(rule_id: str, when: Any, kind: str = "recommend", **extra: Any) -> dict[str, Any]:
-    return rule(rule_id, when=when, then=[{"code": "hr.naloxone", "kind": kind}], **extra)
+    action: dict[str, Any] = {"code": "hr.naloxone", "kind": kind}
+    if kind == "caution":  # a caution says what to watch for in its own words
+        action["text"] = "Check the naloxone kit has not expired."
+    return rule(rule_id, when=when, then=[action], **extra)
 
 
 FENTANYL = {"fact": "uses_fentanyl", "is": True}
@@ -347,7 +350,7 @@ def test_the_base_test_pack_lints_clean(tmp_path: Path):
 
 
 def test_errors_do_not_depend_on_the_date(tmp_path: Path):
-    pack = load_rulepack(make_pack(tmp_path, {"50-x.yaml": [rule("OUD-TST-010", review_date="2020-01-01")]}))
+    pack = load_rulepack(make_pack(tmp_path, {"50-x.yaml": [rule("OUD-TST-010", review_date="2020-01-01", reviewed_on="2019-01-01")]}))
     assert [f.level for f in lint(pack, date(2099, 1, 1)) if f.rule_id == "OUD-TST-010"] == ["warning"]
     require_clean(pack)
 

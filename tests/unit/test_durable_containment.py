@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from carepath.engine import EngineError, RulePack, parse_intake_obj
+from carepath.engine import EngineError, RulePack, RulePackError, parse_intake_obj
 from carepath.engine._durable import MAX_REBUILDS, DurableRunner, _Evaluation
 from carepath.engine.derive import derive
 from carepath.engine.ir import ReferenceRunner
@@ -183,5 +183,5 @@ def test_a_pack_without_rules_never_reaches_durable(pack: RulePack) -> None:
     """An empty durable ruleset crashes its C code (SIGSEGV once a session is asserted and
     deleted); the runner refuses to be built on such a pack instead."""
     empty = dataclasses.replace(pack, rules=())
-    with pytest.raises(EngineError, match="no active rules"):
+    with pytest.raises(RulePackError, match="no active rules"):  # a pack problem, refused at load
         DurableRunner(empty)
