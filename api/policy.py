@@ -1,7 +1,8 @@
 """Who may do what: one table, used by the route dependencies and by the service alike.
 
-- clinician: writes and reads their organisation's plans, records overrides.
-- reviewer: reads their organisation's plans and the override summary (clinical governance).
+- clinician: writes and reads their organisation's plans, records decisions, signs plans.
+- reviewer: reads their organisation's plans, comments on them, reads the override summary
+  (clinical governance); never signs.
 - admin: manages accounts (command line) and reads the override summary; no access to
   patient data (separation of duties).
 
@@ -34,6 +35,8 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "auth.logout": _ANYONE,
     "session.read": _ANYONE,
     "form.use": _WRITERS,
+    "plan.sign": _WRITERS,  # only clinicians sign
+    "plan.comment": _READERS,  # reviewers comment (and clinicians)
 }
 
 AUDITED: frozenset[str] = frozenset(
@@ -49,6 +52,8 @@ AUDITED: frozenset[str] = frozenset(
         "cds.evaluate",
         "auth.login",
         "auth.logout",
+        "plan.sign",
+        "plan.comment",
     }
 )
 
