@@ -48,7 +48,7 @@ def _options(field: str) -> tuple[tuple[str, str], ...]:
     return choices
 
 
-def missing_controls(plan: CarePlan, *, signed: bool = False) -> dict[str, Control]:
+def missing_controls(plan: CarePlan) -> dict[str, Control]:
     """A control per answerable missing-information field ("Not applicable" is added by the page)."""
     out = {}
     for m in plan.missing_information:

@@ -303,7 +303,7 @@ def _worklist(
         title="Plans",
         items=items,
         next_cursor=next_cursor,
-        status=status,
+        status_filter=status,
         statuses=_WORKLIST_STATUSES,
         patient=patient or "",
         mine=mine,
@@ -340,6 +340,7 @@ def _links(view: PlanView, caller: Caller) -> dict[str, str | None]:
         "pdf": f"{base}/report.pdf",
         "html": f"{base}/report.html",
         "patient": f"{base}/report.pdf",
+        "patient_html": f"{base}/report.html?audience=patient",
         "fhir": f"{base}/fhir",
         "edit": f"/plans/{record.id}/edit" if latest and may_write else None,
         "amend": f"/plans/{record.id}/amend" if latest and may_write and view.signed else None,
@@ -390,7 +391,7 @@ def _plan_page(
         evidence={it.code: it for it in report.appendix},
         jurisdiction_label=choice_label("jurisdiction", plan.jurisdiction),
         may_decide=latest_unsigned and allowed("plan.override", caller.user.role),
-        missing_fields=missing_controls(plan, signed=view.signed) if links["missing"] else {},
+        missing_fields=missing_controls(plan) if links["missing"] else {},
         undecided=[ln for st in report.steps for ln in st.lines if ln.decision is None],
         errors=errors or {},
         typed=typed or {},
@@ -408,7 +409,6 @@ def _labels(rt: Runtime) -> dict[str, str]:
 
 
 _FLASHES = {
-    "decided": "Your decision was recorded.",
     "recorded": "Your decision was recorded.",
     "signed": "This version is signed. It can no longer change; amend it to make a new version.",
     "commented": "Your comment was added.",
@@ -423,8 +423,8 @@ def plan_page(
     plan_id: str, request: Request, caller: PlanReader, plans: PlansDep, rt: RuntimeDep, recorded: int = 0
 ) -> Response:
     view = plans.get(caller, plan_id)
-    done = request.query_params.get("done", "")
-    flash = _FLASHES.get(done) or (_FLASHES["recorded"] if recorded else None)
+    done = "recorded" if recorded else request.query_params.get("done", "")
+    flash = _FLASHES.get(done)
     return _plan_page(request, caller, view, rt, flash=flash)
 
 
@@ -460,7 +460,7 @@ def _decide(
             problem = exc.message
         else:
             anchor = f"#item-{form_id}" if _FORM_ID.match(form_id) and form_id != "loc" else "#level-of-care"
-            return RedirectResponse(f"/plans/{plan_id}?done=decided{anchor}", status_code=303)
+            return RedirectResponse(f"/plans/{plan_id}?recorded=1{anchor}", status_code=303)
     else:
         plans.record(caller, "plan.override", "invalid", plan_id)
     view = plans.get(caller, plan_id)

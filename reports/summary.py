@@ -35,6 +35,7 @@ __all__ = [
     "Summary",
     "pathway_steps",
     "plan_summary",
+    "next_visit",
 ]
 
 PHASE_TITLES: dict[str, str] = {
@@ -229,7 +230,7 @@ def plan_summary(
         today=_today(lines, v2),
         medications=_medications(plan, intake, recorded),
         medication_note=_medication_note(plan, intake),
-        next_visit=_next_visit(plan),
+        next_visit=next_visit(plan),
         incomplete=_incomplete(plan, intake),
         level_decision=recorded.decision(plan.level_of_care.code) if recorded else None,
         v2=v2,
@@ -333,7 +334,7 @@ def _medication_note(plan: CarePlan, intake: Intake | None) -> str | None:
     return f"Patient's preference: {pref.replace('_', ' ')}." if pref else None
 
 
-def _next_visit(plan: CarePlan) -> NextVisitView | None:
+def next_visit(plan: CarePlan) -> NextVisitView | None:
     if plan.next_visit is not None:
         nv = plan.next_visit
         return NextVisitView(nv.on, nv.within_days, nv.reason)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from carepath.engine import CarePlan, Intake, RulePack
@@ -173,10 +174,28 @@ def clinician_view(
         missing=_missing(plan, recorded),
         schedule=follow_up_schedule(plan),
         evidence=evidence,
-        appendix=[_item(i, pack, evidence, recorded) for i in appendix_items],
+        appendix=_once(_item(i, pack, evidence, recorded) for i in appendix_items),
         notice=confidentiality(plan.jurisdiction),
         with_appendix=with_appendix,
     )
+
+
+def _once(items: Iterable[ItemView]) -> list[ItemView]:
+    """Each rule's rationale printed once: a later item citing the same rule says so instead of
+    repeating the paragraph (rationales are " | "-joined "RULE-ID: text" parts)."""
+    seen: set[str] = set()
+    out = []
+    for it in items:
+        parts = []
+        for part in it.rationale.split(" | "):
+            if part in seen:
+                rule = part.split(": ", 1)[0] if ": " in part else ""
+                parts.append(f"{rule}: see above." if rule and len(rule) < 20 else "(as above)")
+            else:
+                seen.add(part)
+                parts.append(part)
+        out.append(replace(it, rationale=" | ".join(parts)))
+    return out
 
 
 def _caution_citations(item: Item) -> list[CitationOut]:
