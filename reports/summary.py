@@ -218,8 +218,16 @@ def pathway_steps(
 
 
 def plan_summary(
-    plan: CarePlan, intake: Intake | None, recorded: Recorded | None, steps: Sequence[Step]
+    plan: CarePlan,
+    intake: Intake | None,
+    recorded: Recorded | None,
+    steps: Sequence[Step],
+    preference: str | None = None,
 ) -> Summary:
+    """``preference``: the stated medication preference when no intake is given (report callers
+    that pass only the patient's identifiers)."""
+    if intake is not None:
+        preference = intake.preferences.medication
     lines = [ln for s in steps for ln in s.lines]
     v2 = bool(plan.pathway)
     diagnosis, icd = _diagnosis(plan, intake)
@@ -228,8 +236,8 @@ def plan_summary(
         icd10_cm=icd,
         dimensions=_dimensions(plan, intake),
         today=_today(lines, v2),
-        medications=_medications(plan, intake, recorded),
-        medication_note=_medication_note(plan, intake),
+        medications=_medications(plan, intake, recorded, preference),
+        medication_note=_medication_note(plan, preference),
         next_visit=next_visit(plan),
         incomplete=_incomplete(plan, intake),
         level_decision=recorded.decision(plan.level_of_care.code) if recorded else None,
@@ -240,7 +248,9 @@ def plan_summary(
 def _diagnosis(plan: CarePlan, intake: Intake | None) -> tuple[str, str | None]:
     if plan.diagnosis is not None:
         return plan.diagnosis.text, plan.diagnosis.icd10_cm
-    count = intake.substance_use.dsm5_criteria_met if intake else None
+    if intake is None:
+        return "Opioid use disorder (DSM-5 count and severity: see the intake)", None
+    count = intake.substance_use.dsm5_criteria_met
     if count is None:
         return "Opioid use disorder: DSM-5 criteria not recorded (severity unknown)", None
     severity = _facts(intake).get("oud_severity", "unknown")
@@ -284,7 +294,9 @@ _PLAN_SAYS_STATUS = {
 }
 
 
-def _medications(plan: CarePlan, intake: Intake | None, recorded: Recorded | None) -> list[MedOption]:
+def _medications(
+    plan: CarePlan, intake: Intake | None, recorded: Recorded | None, preference: str | None
+) -> list[MedOption]:
     def decided(code: str | None) -> Decision | None:
         return recorded.decision(code) if recorded and code else None
 
@@ -301,7 +313,6 @@ def _medications(plan: CarePlan, intake: Intake | None, recorded: Recorded | Non
             )
             for o in plan.medication_decision.options
         ]
-    preference = intake.preferences.medication if intake else None
     current = intake.current_treatment.moud if intake else None
     by_code = {i.code: i for i in plan.items()}
     out = []
@@ -322,7 +333,7 @@ def _medications(plan: CarePlan, intake: Intake | None, recorded: Recorded | Non
     return out
 
 
-def _medication_note(plan: CarePlan, intake: Intake | None) -> str | None:
+def _medication_note(plan: CarePlan, preference: str | None) -> str | None:
     md = plan.medication_decision
     if md is not None:
         if md.note:
@@ -330,8 +341,7 @@ def _medication_note(plan: CarePlan, intake: Intake | None) -> str | None:
         if md.declined:
             return "The patient declines medication now."
         return f"Patient's preference: {md.preference.replace('_', ' ')}." if md.preference else None
-    pref = intake.preferences.medication if intake else None
-    return f"Patient's preference: {pref.replace('_', ' ')}." if pref else None
+    return f"Patient's preference: {preference.replace('_', ' ')}." if preference else None
 
 
 def next_visit(plan: CarePlan) -> NextVisitView | None:

@@ -164,7 +164,9 @@ def clinician_view(
         plan=plan,
         patient=patient,
         recorded=recorded,
-        summary=plan_summary(plan, intake, recorded, steps),
+        summary=plan_summary(
+            plan, intake, recorded, steps, patient.medication_preference if patient else None
+        ),
         steps=steps,
         alerts=[_alert(a, pack, evidence) for a in plan.alerts],
         why_not=[
