@@ -173,7 +173,7 @@ def clinician_view(
             WhyNot(w.code, _label(w.code, pack), w.reason, w.rule_ids)
             for w in plan.considered_not_recommended
         ],
-        missing=_missing(plan, recorded),
+        missing=_missing(plan, recorded, _answered(intake)),
         schedule=follow_up_schedule(plan),
         evidence=evidence,
         appendix=_once(_item(i, pack, evidence, recorded) for i in appendix_items),
@@ -204,10 +204,29 @@ def _caution_citations(item: Item) -> list[CitationOut]:
     return [c for caution in item.cautions for c in caution.citations]
 
 
-def _missing(plan: CarePlan, recorded: Recorded | None) -> MissingView:
+def _answered(intake: Intake | None) -> frozenset[str]:
+    """Intake fields the clinician answered (an explicit "None" included)."""
+    if intake is None:
+        return frozenset()
+
+    def walk(model: Any, prefix: str) -> Iterable[str]:
+        for name in model.model_fields_set:
+            value = getattr(model, name)
+            if hasattr(value, "model_fields_set"):
+                yield from walk(value, f"{prefix}{name}.")
+            else:
+                yield prefix + name
+
+    return frozenset(walk(intake, ""))
+
+
+def _missing(plan: CarePlan, recorded: Recorded | None, answered: frozenset[str]) -> MissingView:
+    """Rows still open: not marked "not applicable", and not a field the intake answers (the
+    engine lists a field behind any unknown fact it feeds, e.g. current MOUD answered "None"
+    while the opioids used are unknown)."""
     marked = recorded.not_applicable if recorded else {}
     rows = {m.field: m for m in plan.missing_information}
-    open_rows = [m for m in plan.missing_information if m.field not in marked]
+    open_rows = [m for m in plan.missing_information if m.field not in marked and m.field not in answered]
     return MissingView(
         safety=[m for m in open_rows if m.impact == "safety"],
         plan=[m for m in open_rows if m.impact != "safety"],
