@@ -85,8 +85,21 @@ class Signature:
 
     @property
     def line(self) -> str:
-        who = f"{self.name}, {self.credentials}" if self.credentials else self.name
-        return f"Signed by {who} ({self.signer}) on {self.signed_at.strftime('%Y-%m-%d %H:%M')} UTC"
+        """The full statement: who (with the signing account), when."""
+        return f"Signed by {self._who} ({self.signer}) on {self._when}"
+
+    @property
+    def short_line(self) -> str:
+        """For page headers: who and when."""
+        return f"Signed by {self._who} on {self._when}"
+
+    @property
+    def _who(self) -> str:
+        return f"{self.name}, {self.credentials}" if self.credentials else self.name
+
+    @property
+    def _when(self) -> str:
+        return f"{self.signed_at.strftime('%Y-%m-%d %H:%M')} UTC"
 
 
 @dataclass(frozen=True)

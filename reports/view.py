@@ -98,7 +98,7 @@ class ClinicianView:
     @property
     def status_line(self) -> str:
         if self.recorded is not None and self.recorded.signature is not None:
-            return self.recorded.signature.line
+            return self.recorded.signature.short_line
         return "DRAFT - requires clinician review"
 
 
