@@ -132,12 +132,11 @@ def clinician_message(problem: FieldProblem) -> str:
     """A validation message with field paths, true/false and option values in the form's words."""
     message = problem.message
     for path in sorted(FIELD_BY_PATH, key=len, reverse=True):
-        if path in message:
-            message = message.replace(path, field_label(path))
+        message = re.sub(rf"(?<![\w.]){re.escape(path)}(?![\w.])", field_label(path), message)
     for path in FIELD_BY_PATH:
         leaf = path.rsplit(".", 1)[-1]
-        if re.search(rf"\b{leaf}\b", message) and "_" in leaf:
-            message = re.sub(rf"\b{leaf}\b", field_label(path), message)
+        if "_" in leaf:  # a bare field name ("sex_at_birth"); plain words stay words
+            message = re.sub(rf"(?<![\w.]){leaf}(?![\w.])", field_label(path), message)
     message = message.replace("be true", "be Yes").replace("be false", "be No")
     message = message.replace("is true", "is Yes").replace("is false", "is No")
     message = _QUOTED.sub(lambda m: choice_label("", m.group(1)), message)
