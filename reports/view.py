@@ -250,9 +250,11 @@ def patient_view(
     skip = {"hr.tolerance_loss_warning"} if warn else set()
     lines = [(i, d) for ph, i, d in kept if ph != "level_of_care" and i.code not in skip]
     groups: dict[str, list[PatientLine]] = {}
+    listed: set[str] = set()  # a code the plan lists twice (before Plan v2) is told once
     for kind in KIND_ORDER:
-        seen = _unique(i.code for i, d in lines if _kind(i, d) == kind)
-        groups[kind] = [PatientLine(code, _note(decision(code))) for code in seen]
+        codes = [c for c in _unique(i.code for i, d in lines if _kind(i, d) == kind) if c not in listed]
+        listed.update(codes)
+        groups[kind] = [PatientLine(code, _note(decision(code))) for code in codes]
     medicines = [fam for fam, codes in FAMILIES.items() if positive & set(codes)]
     level = decision(plan.level_of_care.code)
     return PatientView(
