@@ -122,7 +122,7 @@ def test_only_the_right_user_gets_through(shared_server, example_intake, route):
             "override": override,
             "hook": {},
             "form": {"_form": {"reason": "matrix", "code": item["code"], "action": "edit"}},
-            "search": {"patient": "matrix"},
+            "search": {},
             "sign": {"name": "Dr Matrix", "attest": True},
             "comment": {"text": "matrix comment"},
             None: None,
