@@ -425,13 +425,9 @@ class PlanService:
         result: OverrideRecord | None = None
         error: Exception | None = None
         with self.db.transaction() as tx:
-            record = tx.get_plan(plan_id, caller.user.org_id) if is_plan_id(plan_id) else None
-            if record is None:
-                self._audit(tx, caller, action, self._miss(tx, plan_id), plan_id)
-                error = NotFound()
-            elif (locked := _locked(tx, record)) is not None:
-                self._audit(tx, caller, action, "conflict", plan_id)
-                error = locked
+            record = self._open(tx, caller, action, plan_id, unsigned_latest=True)
+            if isinstance(record, Exception):
+                error = record
             else:
                 plan = record.plan()
                 target = _find_target(plan, req)
@@ -463,6 +459,21 @@ class PlanService:
         assert result is not None
         return result
 
+    def _open(
+        self, tx: Tx, caller: Caller, action: str, plan_id: str, *, unsigned_latest: bool
+    ) -> PlanRecord | Exception:
+        """The plan to change, or the error to raise (audited): 404 for unknown ids and other
+        organisations; with ``unsigned_latest``, 409 for a signed or superseded version."""
+        record = tx.get_plan(plan_id, caller.user.org_id) if is_plan_id(plan_id) else None
+        if record is None:
+            self._audit(tx, caller, action, self._miss(tx, plan_id), plan_id)
+            return NotFound()
+        locked = _locked(tx, record) if unsigned_latest else None
+        if locked is not None:
+            self._audit(tx, caller, action, "conflict", plan_id)
+            return locked
+        return record
+
     # -- sign-off and review comments ---------------------------------------------------------
 
     def sign(self, caller: Caller, plan_id: str, req: SignRequest) -> PlanView:
@@ -473,13 +484,9 @@ class PlanService:
         found: PlanView | None = None
         error: Exception | None = None
         with self.db.transaction() as tx:
-            record = tx.get_plan(plan_id, caller.user.org_id) if is_plan_id(plan_id) else None
-            if record is None:
-                self._audit(tx, caller, action, self._miss(tx, plan_id), plan_id)
-                error = NotFound()
-            elif (locked := _locked(tx, record)) is not None:
-                self._audit(tx, caller, action, "conflict", plan_id)
-                error = locked
+            record = self._open(tx, caller, action, plan_id, unsigned_latest=True)
+            if isinstance(record, Exception):
+                error = record
             else:
                 content = signed_content_sha256(record, tx.overrides_of(plan_id))
                 new = NewSignature(
@@ -511,19 +518,17 @@ class PlanService:
         error: Exception | None = None
         created: CommentRecord | None = None
         with self.db.transaction() as tx:
-            record = tx.get_plan(plan_id, caller.user.org_id) if is_plan_id(plan_id) else None
-            if record is None:
-                self._audit(tx, caller, action, self._miss(tx, plan_id), plan_id)
-                error = NotFound()
+            record = self._open(tx, caller, action, plan_id, unsigned_latest=False)
+            if isinstance(record, Exception):
+                error = record
             else:
                 now = self.clock().astimezone(UTC)
                 cid = tx.insert_comment(
                     NewComment(plan_id, caller.user.org_id, caller.user.id, now, text, code)
                 )
                 self._audit(tx, caller, action, "ok", plan_id)
-                created = CommentRecord(
-                    cid, plan_id, caller.user.id, caller.user.email, caller.user.role, now, text, code
-                )
+                user = caller.user
+                created = CommentRecord(cid, plan_id, user.id, user.email, user.role, now, text, code)
         if error is not None:
             raise error
         assert created is not None

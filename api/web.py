@@ -471,8 +471,15 @@ def _decide(
 async def record_override(
     plan_id: str, request: Request, caller: PlanOverrider, plans: PlansDep, rt: RuntimeDep
 ) -> Response:
+    return await _with_form(_decide, request, caller, plans, rt, plan_id)
+
+
+async def _with_form(
+    fn: Any, request: Request, caller: Caller, plans: PlanService, rt: Runtime, plan_id: str
+) -> Response:
+    """Read the posted form, then run the (blocking) handler off the event loop."""
     form = await request.form()
-    return await run_in_threadpool(_decide, request, caller, plans, rt, plan_id, form)
+    return await run_in_threadpool(fn, request, caller, plans, rt, plan_id, form)  # type: ignore[no-any-return]
 
 
 # ---------------------------------------------------------------- missing information
@@ -524,8 +531,7 @@ def _message(exc: Exception) -> str:
 async def answer_missing(
     plan_id: str, request: Request, caller: PlanReevaluator, plans: PlansDep, rt: RuntimeDep
 ) -> Response:
-    form = await request.form()
-    return await run_in_threadpool(_answer_missing, request, caller, plans, rt, plan_id, form)
+    return await _with_form(_answer_missing, request, caller, plans, rt, plan_id)
 
 
 # ---------------------------------------------------------------- sign-off, comments, amend
@@ -563,8 +569,7 @@ def _sign(
 async def sign_plan(
     plan_id: str, request: Request, caller: PlanSigner, plans: PlansDep, rt: RuntimeDep
 ) -> Response:
-    form = await request.form()
-    return await run_in_threadpool(_sign, request, caller, plans, rt, plan_id, form)
+    return await _with_form(_sign, request, caller, plans, rt, plan_id)
 
 
 def _comment(
@@ -584,8 +589,7 @@ def _comment(
 async def add_comment(
     plan_id: str, request: Request, caller: PlanCommenter, plans: PlansDep, rt: RuntimeDep
 ) -> Response:
-    form = await request.form()
-    return await run_in_threadpool(_comment, request, caller, plans, rt, plan_id, form)
+    return await _with_form(_comment, request, caller, plans, rt, plan_id)
 
 
 def _amend(request: Request, caller: Caller, plans: PlanService, rt: Runtime, plan_id: str) -> Response:

@@ -125,26 +125,9 @@ def render_pdf(
     return html_to_pdf(html)
 
 
-async def render_pdf_async(
-    plan: CarePlan,
-    audience: str = "clinician",
-    language: str | None = None,
-    *,
-    pack: RulePack | None = None,
-    patient: Any = None,
-    intake: Intake | None = None,
-    recorded: Recorded | None = None,
-    appendix: bool = True,
-) -> bytes:
-    """For the web service: renders in a worker thread so the event loop keeps serving."""
-    return await asyncio.to_thread(
-        render_pdf,
-        plan,
-        audience=audience,
-        language=language,
-        pack=pack,
-        patient=patient,
-        intake=intake,
-        recorded=recorded,
-        appendix=appendix,
-    )
+async def render_pdf_async(plan: CarePlan, *args: Any, **kwargs: Any) -> bytes:
+    """For the web service: ``render_pdf`` in a worker thread so the event loop keeps serving."""
+    return await asyncio.to_thread(render_pdf, plan, *args, **kwargs)
+
+
+render_pdf_async.__wrapped__ = render_pdf  # type: ignore[attr-defined]  # inspect.signature: render_pdf's parameters

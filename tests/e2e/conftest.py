@@ -159,3 +159,14 @@ def sign_in(page: object, server: LiveServer, next_path: str = "/") -> None:
     page.fill("#password", PASSWORD)  # type: ignore[attr-defined]
     page.click("button[type=submit]")  # type: ignore[attr-defined]
     page.wait_for_url(server.url + next_path)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def page(browser, live_server):
+    """A signed-in clinician's page at 1280 x 900."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB")
+    p = context.new_page()
+    p.set_default_timeout(30_000)
+    sign_in(p, live_server)
+    yield p
+    context.close()

@@ -12,8 +12,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from tests.e2e.conftest import PDF_TIMEOUT_MS
 from tests.e2e.test_web_form import CASE, fill, plan_count
 from tests.reports.helpers import pdf_pages, squash
@@ -31,18 +29,6 @@ def _render_png(pdf: bytes, out: Path, stem: str) -> list[Path]:
     source.write_bytes(pdf)
     subprocess.run([tool, "-png", "-r", "60", str(source), str(out / stem)], check=True)
     return sorted(out.glob(f"{stem}-*.png"))
-
-
-@pytest.fixture
-def page(browser, live_server):
-    from tests.e2e.conftest import sign_in
-
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB")
-    p = context.new_page()
-    p.set_default_timeout(30_000)
-    sign_in(p, live_server)
-    yield p
-    context.close()
 
 
 def _line(page, code: str):

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
 from carepath.api.intake_fields import FIELD_BY_PATH, form_values
 from tests.e2e.conftest import PDF_TIMEOUT_MS, LiveServer, sign_in
 
@@ -68,16 +66,6 @@ def plan_count(page, server: LiveServer) -> int:
     r = page.request.get(server.url + "/v1/plans?limit=100&include_superseded=true")
     assert r.status == 200
     return len(r.json()["items"])
-
-
-@pytest.fixture
-def page(browser, live_server):
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB")
-    p = context.new_page()
-    p.set_default_timeout(30_000)
-    sign_in(p, live_server)
-    yield p
-    context.close()
 
 
 def test_form_is_accessible_and_grouped_like_the_contract(page):
