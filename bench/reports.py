@@ -3,7 +3,8 @@
     python bench/reports.py [--runs 20] [--no-chromium]
 
 Plans: the vignettes (tests/vignettes and tests/heldout) with the smallest and the largest plan
-(items + alerts + why-not), each printed with its evidence appendix. Columns, all from the SAME
+(items + alerts + why-not), printed with the evidence appendix, and the largest without it (the
+web form's default PDF). Columns, all from the SAME
 HTML and interleaved run by run so that host load hits every column alike:
 
 - HTML: plan -> HTML (Jinja2).
@@ -89,15 +90,20 @@ def cases(engine: Engine) -> list[tuple[str, Any, Any]]:
     return out
 
 
-def extremes(all_cases: list[tuple[str, Any, Any]]) -> dict[str, tuple[Any, Any]]:
-    """The vignettes with the smallest and the largest plan (items + alerts + why-not)."""
+def extremes(all_cases: list[tuple[str, Any, Any]]) -> dict[str, tuple[Any, Any, bool]]:
+    """The vignettes with the smallest and the largest plan (items + alerts + why-not), with the
+    evidence appendix; and the largest without it (the web form's default PDF)."""
 
     def size(plan: Any) -> int:
         return len(plan.items()) + len(plan.alerts) + len(plan.considered_not_recommended)
 
     ordered = sorted(all_cases, key=lambda c: (size(c[1]), c[0]))
     (short_name, short, short_in), (long_name, long, long_in) = ordered[0], ordered[-1]
-    return {f"short {short_name[:26]}": (short, short_in), f"long {long_name[:27]}": (long, long_in)}
+    return {
+        f"short {short_name[:18]} +appendix": (short, short_in, True),
+        f"long {long_name[:19]} +appendix": (long, long_in, True),
+        f"long {long_name[:19]} body only": (long, long_in, False),
+    }
 
 
 def chromium_fresh(html_path: Path, work: Path) -> Callable[[], None]:
@@ -162,14 +168,15 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp, _maybe(chromium) as page:
         work = Path(tmp)
-        for name, (plan, intake) in extremes(all_cases).items():
+        for name, (plan, intake, appendix) in extremes(all_cases).items():
             who = patient_from_intake(intake)
-            html = render_html(plan, pack=pack, patient=who, intake=intake)  # stylesheet inlined
-            bare = render_html(plan, pack=pack, patient=who, intake=intake, embed_css=False)
+            kw = {"pack": pack, "patient": who, "intake": intake, "appendix": appendix}
+            html = render_html(plan, **kw)  # stylesheet inlined
+            bare = render_html(plan, embed_css=False, **kw)
             source = work / "report.html"
             source.write_text(html, encoding="utf-8")
             fns: dict[str, Callable[[], Any]] = {
-                "html": lambda: render_html(plan, pack=pack, patient=who, intake=intake),  # noqa: B023
+                "html": lambda: render_html(plan, **kw),  # noqa: B023
                 "weasy_cold": lambda: html_to_pdf(html, reuse=False),  # noqa: B023
                 "weasy_reused": lambda: html_to_pdf(bare),  # noqa: B023
             }
@@ -193,7 +200,7 @@ def _maybe(chromium: bool) -> Iterator[Any]:
 
 
 def print_table(rows: list[dict[str, Any]], runs: int) -> None:
-    print(f"carepath clinician draft (with evidence appendix), {runs} interleaved runs (ms; median / p95)")
+    print(f"carepath clinician PDF, {runs} interleaved runs (ms; median / p95)")
     head = f"{'plan':34} {'pages':>5} " + " ".join(f"{h:>17}" for h in HEADS)
     print(head)
     print("-" * len(head))
