@@ -93,13 +93,13 @@ def test_pathway_one_line_per_code_in_time_order(html, rich_plan):
     titles = [t.strip() for t in re.findall(r"<h3>\d+\. ([^<]+)</h3>", html)]
     wanted = [t for k, t in PHASE_TITLES.items() if k != "level_of_care"]
     assert titles == [t for t in wanted if t in titles] and len(titles) >= 6
-    codes = re.findall(r'<tr class="line [^"]+" data-code="([^"]+)"', html)
+    codes = re.findall(r'<div class="line [^"]+" data-code="([^"]+)"', html)
     assert len(codes) == len(set(codes))
     assert set(codes) == {i.code for i in rich_plan.items() if not i.code.startswith("loc.")}
 
 
 def _lines(html: str) -> dict[str, str]:
-    return dict(re.findall(r'<tr class="line [^"]+" data-code="([^"]+)">(.*?)</tr>', html, flags=re.S))
+    return dict(re.findall(r'<div class="line [^"]+" data-code="([^"]+)">(.*?)\n    </div>', html, flags=re.S))
 
 
 def test_avoid_is_unmistakable(html):

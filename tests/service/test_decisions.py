@@ -82,7 +82,7 @@ def test_decisions_reach_the_json_the_reports_and_the_fhir_status(server, exampl
 
         html = c.get(f"/v1/plans/{pid}/report.html", headers=alice.headers).text
         assert DOSE in html and "Already in a group elsewhere" in html
-        assert 'class="line ' in html and "declined" in html
+        assert '<div class="line ' in html and "declined" in html
         suggested = _items(plan)["moud.buprenorphine"]["text"]
         appendix = html.split("Evidence appendix", 1)[1]
         assert suggested in appendix  # the original suggestion stays visible
