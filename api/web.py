@@ -456,8 +456,9 @@ def _decide(
             plans.add_override(caller, plan_id, override_request(checked))
         except InvalidRequest as exc:
             problem = exc.problems[0].message if exc.problems else "This decision could not be recorded."
-        except Conflict as exc:
-            problem = exc.message
+        except Conflict as exc:  # signed or superseded meanwhile: the forms are gone, say it on top
+            view = plans.get(caller, plan_id)
+            return _plan_page(request, caller, view, rt, errors={"page": exc.message}, status=409)
         else:
             anchor = f"#item-{form_id}" if _FORM_ID.match(form_id) and form_id != "loc" else "#level-of-care"
             return RedirectResponse(f"/plans/{plan_id}?recorded=1{anchor}", status_code=303)
