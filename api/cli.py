@@ -111,6 +111,7 @@ def render(
     language: str | None,
     patient: Any = None,
     pack: Any = None,
+    intake: Any = None,
 ) -> bytes:
     if fmt is Format.json:
         return (plan.model_dump_json(indent=2) + "\n").encode()
@@ -118,12 +119,14 @@ def render(
         from carepath.reports import render_html
 
         return render_html(
-            plan, audience=audience.value, language=language, patient=patient, pack=pack
+            plan, audience=audience.value, language=language, patient=patient, pack=pack, intake=intake
         ).encode()
     if fmt is Format.pdf:
         from carepath.reports.pdf import render_pdf
 
-        return render_pdf(plan, audience=audience.value, language=language, patient=patient, pack=pack)
+        return render_pdf(
+            plan, audience=audience.value, language=language, patient=patient, pack=pack, intake=intake
+        )
     from carepath.api.fhir import care_plan_bundle
 
     return (json.dumps(care_plan_bundle(plan), indent=2) + "\n").encode()
@@ -157,7 +160,7 @@ def evaluate(
     try:
         plan = runner.evaluate(parsed, generated_at(generated))
         patient = _patient(parsed) if format in (Format.html, Format.pdf) else None
-        body = render(plan, format, audience, parsed.preferences.language, patient, runner.pack)
+        body = render(plan, format, audience, parsed.preferences.language, patient, runner.pack, parsed)
     except CarepathError as exc:
         _fail(1, f"refused: {exc}")
     except Exception as exc:  # fail closed, never a traceback with patient data

@@ -34,20 +34,25 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from carepath.api.records import (
     AuditEntry,
+    CommentRecord,
+    NewComment,
     NewOverride,
     NewPlan,
+    NewSignature,
     Organisation,
     OverrideCount,
     OverrideRecord,
     PlanFilter,
     PlanRecord,
     PlanSummary,
+    SignatureRecord,
     User,
 )
 
 __all__ = ["Database", "Tx", "UniqueViolation", "DatabaseBusy", "GENESIS_HASH", "MIGRATIONS_DIR"]
 
 GENESIS_HASH = "0" * 64
+_DISAGREEMENTS = frozenset({"modify", "decline", "edit", "override"})
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _PG_MIGRATION_LOCK = 0x6361726570  # "carep": serialises concurrent migrators on PostgreSQL
 
@@ -186,6 +191,9 @@ overrides = sa.Table(
     sa.Column("replacement_text", sa.Text, nullable=True),
     sa.Column("replacement_kind", sa.String(16), nullable=True),
     sa.Column("rule_ids", sa.Text, nullable=False),
+    sa.Column("dose", sa.Text, nullable=True),
+    sa.Column("basis_sha256", sa.String(64), nullable=True),
+    sa.Column("carried_from", sa.Integer, nullable=True),
     sa.Index("ix_overrides_plan", "plan_id"),
 )
 
@@ -200,6 +208,44 @@ override_rules = sa.Table(
     sa.Column("code", sa.String(64), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Index("ix_override_rules_org_rule", "org_id", "rule_id"),
+)
+
+# -- decisions of record, sign-off, comments, worklist (migration 0002) -------------------------
+
+signatures = sa.Table(
+    "signatures",
+    metadata,
+    sa.Column("plan_id", sa.String(40), sa.ForeignKey("plans.id"), primary_key=True),
+    sa.Column("org_id", sa.Integer, sa.ForeignKey("organisations.id"), nullable=False),
+    sa.Column("signer_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("signed_at", UTCDateTime, nullable=False),
+    sa.Column("signer_name", sa.String(200), nullable=False),
+    sa.Column("credentials", sa.String(200), nullable=False),
+    sa.Column("content_sha256", sa.String(64), nullable=False),
+)
+
+comments = sa.Table(
+    "comments",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("plan_id", sa.String(40), sa.ForeignKey("plans.id"), nullable=False),
+    sa.Column("org_id", sa.Integer, sa.ForeignKey("organisations.id"), nullable=False),
+    sa.Column("author_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("code", sa.String(64), nullable=True),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Index("ix_comments_plan", "plan_id"),
+)
+
+plan_patients = sa.Table(
+    "plan_patients",
+    metadata,
+    sa.Column("plan_id", sa.String(40), sa.ForeignKey("plans.id"), primary_key=True),
+    sa.Column("org_id", sa.Integer, nullable=False),
+    sa.Column("patient_ref", sa.String(200), nullable=True),
+    sa.Column("patient_name", sa.String(200), nullable=True),
+    sa.Column("search_text", sa.String(402), nullable=False),
+    sa.Index("ix_plan_patients_org", "org_id"),
 )
 
 audit_log = sa.Table(
@@ -668,6 +714,15 @@ class Tx:
             self.conn.execute(
                 plan_codes.insert(), [{"plan_id": new.id, "code": c, "kind": k} for c, k in new.codes]
             )
+        self.conn.execute(
+            plan_patients.insert().values(
+                plan_id=new.id,
+                org_id=new.org_id,
+                patient_ref=new.patient_ref,
+                patient_name=new.patient_name,
+                search_text=patient_search_text(new.patient_name, new.patient_ref),
+            )
+        )
 
     def _plan_query(self) -> sa.Select[Any]:
         nxt = plans.alias("nxt")
@@ -734,6 +789,8 @@ class Tx:
     ) -> tuple[list[PlanSummary], str | None]:
         """One page, newest first; the cursor is opaque (created_at + id of the last row)."""
         nxt = plans.alias("nxt")
+        author = users.alias("author")
+        signer = users.alias("signer")
         q = (
             sa.select(
                 plans.c.id,
@@ -747,34 +804,30 @@ class Tx:
                 plans.c.ruleset_id,
                 plans.c.ruleset_version,
                 plans.c.author_id,
+                author.c.email.label("author_email"),
+                signatures.c.signed_at,
+                signer.c.email.label("signer_email"),
+                plan_patients.c.patient_ref,
+                plan_patients.c.patient_name,
             )
             .outerjoin(nxt, nxt.c.previous_id == plans.c.id)
+            .join(author, author.c.id == plans.c.author_id)
+            .outerjoin(signatures, signatures.c.plan_id == plans.c.id)
+            .outerjoin(signer, signer.c.id == signatures.c.signer_id)
+            .outerjoin(plan_patients, plan_patients.c.plan_id == plans.c.id)
             .where(plans.c.org_id == org_id)
         )
-        if flt.created_from is not None:
-            q = q.where(plans.c.created_at >= flt.created_from)
-        if flt.created_before is not None:
-            q = q.where(plans.c.created_at < flt.created_before)
-        if flt.level_of_care is not None:
-            q = q.where(plans.c.level_of_care == flt.level_of_care)
-        if flt.author_id is not None:
-            q = q.where(plans.c.author_id == flt.author_id)
-        if not flt.include_superseded:
-            q = q.where(nxt.c.id.is_(None))
-        if flt.code is not None:
-            sub = sa.select(plan_codes.c.plan_id).where(
-                plan_codes.c.plan_id == plans.c.id, plan_codes.c.code == flt.code
-            )
-            if flt.kind is not None:
-                sub = sub.where(plan_codes.c.kind == flt.kind)
-            q = q.where(sub.exists())
+        for condition in _plan_conditions(flt, nxt):
+            q = q.where(condition)
         if cursor is not None:
             at, last_id = _decode_cursor(cursor)
             q = q.where(
                 sa.or_(plans.c.created_at < at, sa.and_(plans.c.created_at == at, plans.c.id < last_id))
             )
         q = q.order_by(plans.c.created_at.desc(), plans.c.id.desc()).limit(limit + 1)
-        rows = self.conn.execute(q).all()
+        found = self.conn.execute(q).all()
+        more, rows = len(found) > limit, found[:limit]
+        alerts = self._alerts_of([r.id for r in rows])
         items = [
             PlanSummary(
                 id=r.id,
@@ -788,15 +841,36 @@ class Tx:
                 ruleset_id=r.ruleset_id,
                 ruleset_version=r.ruleset_version,
                 author_id=r.author_id,
+                author_email=r.author_email,
+                status="signed" if r.signed_at is not None else "draft",
+                signed_at=r.signed_at,
+                signer_email=r.signer_email,
+                patient_ref=r.patient_ref,
+                patient_name=r.patient_name,
+                alerts=alerts.get(r.id, ()),
             )
-            for r in rows[:limit]
+            for r in rows
         ]
-        more = len(rows) > limit
         return items, (_encode_cursor(items[-1].created_at, items[-1].id) if more and items else None)
+
+    def _alerts_of(self, plan_ids: list[str]) -> dict[str, tuple[str, ...]]:
+        if not plan_ids:
+            return {}
+        rows = self.conn.execute(
+            sa.select(plan_codes.c.plan_id, plan_codes.c.code)
+            .where(plan_codes.c.plan_id.in_(plan_ids), plan_codes.c.kind == "alert")
+            .order_by(plan_codes.c.code)
+        ).all()
+        found: dict[str, list[str]] = {}
+        for r in rows:
+            found.setdefault(r.plan_id, []).append(r.code)
+        return {k: tuple(v) for k, v in found.items()}
 
     # overrides (append-only)
 
     def insert_override(self, new: NewOverride) -> OverrideRecord:
+        """Append a decision. Only disagreements made by hand (modify, decline and the older
+        edit/override) count in the per-rule summary; accepted and carried-over rows do not."""
         oid = int(
             _pk(
                 self.conn.execute(
@@ -812,11 +886,15 @@ class Tx:
                         replacement_text=new.replacement_text,
                         replacement_kind=new.replacement_kind,
                         rule_ids=json.dumps(list(new.rule_ids)),
+                        dose=new.dose,
+                        basis_sha256=new.basis_sha256,
+                        carried_from=new.carried_from,
                     )
                 )
             )
         )
-        if new.rule_ids:
+        counted = new.action in _DISAGREEMENTS and new.carried_from is None
+        if new.rule_ids and counted:
             self.conn.execute(
                 override_rules.insert(),
                 [
@@ -832,38 +910,78 @@ class Tx:
                     for rid in sorted(set(new.rule_ids))
                 ],
             )
+        return self._override_record(oid, new)
+
+    @staticmethod
+    def _override_record(oid: int, r: Any, author_email: str | None = None) -> OverrideRecord:
+        rule_ids = r.rule_ids if isinstance(r.rule_ids, tuple) else tuple(json.loads(r.rule_ids))
         return OverrideRecord(
             id=oid,
-            plan_id=new.plan_id,
-            author_id=new.author_id,
-            created_at=new.created_at,
-            section=new.section,
-            code=new.code,
-            action=new.action,
-            reason=new.reason,
-            replacement_text=new.replacement_text,
-            replacement_kind=new.replacement_kind,
-            rule_ids=new.rule_ids,
+            plan_id=r.plan_id,
+            author_id=r.author_id,
+            created_at=r.created_at,
+            section=r.section,
+            code=r.code,
+            action=r.action,
+            reason=r.reason,
+            replacement_text=r.replacement_text,
+            replacement_kind=r.replacement_kind,
+            rule_ids=rule_ids,
+            dose=r.dose,
+            basis_sha256=r.basis_sha256,
+            carried_from=r.carried_from,
+            author_email=author_email,
         )
 
     def overrides_of(self, plan_id: str) -> list[OverrideRecord]:
         rows = self.conn.execute(
-            sa.select(overrides).where(overrides.c.plan_id == plan_id).order_by(overrides.c.id)
+            sa.select(overrides, users.c.email.label("author_email"))
+            .join(users, users.c.id == overrides.c.author_id)
+            .where(overrides.c.plan_id == plan_id)
+            .order_by(overrides.c.id)
+        ).all()
+        return [self._override_record(r.id, r, r.author_email) for r in rows]
+
+    # sign-off and comments (append-only; migration 0002)
+
+    def insert_signature(self, new: NewSignature) -> None:
+        """Raises UniqueViolation when the version is already signed (transaction intact)."""
+        try:
+            with self.conn.begin_nested():
+                self.conn.execute(signatures.insert().values(**new.__dict__))
+        except IntegrityError:
+            raise UniqueViolation("this plan version is already signed") from None
+
+    def signature_of(self, plan_id: str) -> SignatureRecord | None:
+        row = self.conn.execute(
+            sa.select(signatures, users.c.email.label("signer_email"))
+            .join(users, users.c.id == signatures.c.signer_id)
+            .where(signatures.c.plan_id == plan_id)
+        ).first()
+        if row is None:
+            return None
+        return SignatureRecord(
+            plan_id=row.plan_id,
+            signer_id=row.signer_id,
+            signer_email=row.signer_email,
+            signed_at=row.signed_at,
+            signer_name=row.signer_name,
+            credentials=row.credentials,
+            content_sha256=row.content_sha256,
+        )
+
+    def insert_comment(self, new: NewComment) -> int:
+        return _pk(self.conn.execute(comments.insert().values(**new.__dict__)))
+
+    def comments_of(self, plan_id: str) -> list[CommentRecord]:
+        rows = self.conn.execute(
+            sa.select(comments, users.c.email, users.c.role)
+            .join(users, users.c.id == comments.c.author_id)
+            .where(comments.c.plan_id == plan_id)
+            .order_by(comments.c.id)
         ).all()
         return [
-            OverrideRecord(
-                id=r.id,
-                plan_id=r.plan_id,
-                author_id=r.author_id,
-                created_at=r.created_at,
-                section=r.section,
-                code=r.code,
-                action=r.action,
-                reason=r.reason,
-                replacement_text=r.replacement_text,
-                replacement_kind=r.replacement_kind,
-                rule_ids=tuple(json.loads(r.rule_ids)),
-            )
+            CommentRecord(r.id, r.plan_id, r.author_id, r.email, r.role, r.created_at, r.text, r.code)
             for r in rows
         ]
 
@@ -1213,6 +1331,45 @@ class Tx:
     def probe_write_lock(self) -> None:
         """Readiness: take the write lock (SQLite) or touch the audit head (PostgreSQL)."""
         self.conn.execute(sa.select(audit_head.c.seq).where(audit_head.c.id == 1)).first()
+
+
+def patient_search_text(name: str | None, ref: str | None) -> str:
+    """What the worklist search matches: name and MRN, case-folded (migration 0002 does the same)."""
+    return "\n".join(v.casefold() for v in (name, ref) if v)
+
+
+def _like(text: str) -> str:
+    escaped = text.casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _plan_conditions(flt: PlanFilter, nxt: Any) -> list[Any]:
+    """WHERE clauses of the plan list (metadata filters, status, patient search)."""
+    found: list[Any] = []
+    if flt.created_from is not None:
+        found.append(plans.c.created_at >= flt.created_from)
+    if flt.created_before is not None:
+        found.append(plans.c.created_at < flt.created_before)
+    if flt.level_of_care is not None:
+        found.append(plans.c.level_of_care == flt.level_of_care)
+    if flt.author_id is not None:
+        found.append(plans.c.author_id == flt.author_id)
+    if not flt.include_superseded:
+        found.append(nxt.c.id.is_(None))
+    if flt.code is not None:
+        sub = sa.select(plan_codes.c.plan_id).where(
+            plan_codes.c.plan_id == plans.c.id, plan_codes.c.code == flt.code
+        )
+        if flt.kind is not None:
+            sub = sub.where(plan_codes.c.kind == flt.kind)
+        found.append(sub.exists())
+    if flt.status == "signed":
+        found.append(signatures.c.plan_id.is_not(None))
+    elif flt.status == "draft":
+        found.append(signatures.c.plan_id.is_(None))
+    if flt.patient:
+        found.append(plan_patients.c.search_text.like(_like(flt.patient), escape="\\"))
+    return found
 
 
 def _pk(result: Any) -> int:

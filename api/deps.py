@@ -48,6 +48,8 @@ __all__ = [
     "ReportHtmlReader",
     "ReportPdfReader",
     "SummaryReader",
+    "PlanSigner",
+    "PlanCommenter",
     "RulesReader",
     "AnyUser",
     "MAX_BODY_BYTES",
@@ -200,3 +202,5 @@ ReportPdfReader = Annotated[Caller, Depends(allow("plan.report_pdf"))]
 SummaryReader = Annotated[Caller, Depends(allow("overrides.summary"))]
 RulesReader = Annotated[Caller, Depends(allow("rules.read"))]
 AnyUser = Annotated[Caller, Depends(allow("openapi.read"))]
+PlanSigner = Annotated[Caller, Depends(allow("plan.sign"))]
+PlanCommenter = Annotated[Caller, Depends(allow("plan.comment"))]

@@ -5,7 +5,7 @@ startup migration, or ``carepath db upgrade`` run with the owner's ``DATABASE_UR
 service connects as the APPLICATION role, which gets exactly what the code needs:
 
 - append-only tables (plans, plan_codes, overrides, override_rules, audit_log, plan_subjects,
-  disclosures): SELECT and INSERT, nothing else;
+  disclosures, signatures, comments, plan_patients): SELECT and INSERT, nothing else;
 - wrapped data keys (content_keys): SELECT and INSERT (re-wrapping runs as the owner);
 - tables the service updates (users, api_tokens, consents, audit_head):
   SELECT, INSERT, UPDATE; sessions and login_failures: also DELETE;
@@ -30,6 +30,9 @@ APPEND_ONLY = (
     "audit_log",
     "plan_subjects",
     "disclosures",
+    "signatures",  # sign-off (issue 8): a signed version never changes
+    "comments",
+    "plan_patients",
     "organisations",
     "content_keys",  # re-wrapping data keys (`carepath keys rotate`) runs as the owner
 )

@@ -1,7 +1,8 @@
 """Who may do what: one table, used by the route dependencies and by the service alike.
 
-- clinician: writes and reads their organisation's plans, records overrides.
-- reviewer: reads their organisation's plans and the override summary (clinical governance).
+- clinician: writes and reads their organisation's plans, records decisions, signs plans.
+- reviewer: reads their organisation's plans, comments on them, reads the override summary
+  (clinical governance); never signs.
 - admin: manages accounts (command line) and reads the override summary; no access to
   patient data (separation of duties).
 
@@ -42,6 +43,8 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "consent.read": _READERS,
     "disclosure.write": _WRITERS,
     "accounting.read": _READERS,
+    "plan.sign": _WRITERS,  # only clinicians sign
+    "plan.comment": _READERS,  # reviewers comment (and clinicians)
 }
 
 AUDITED: frozenset[str] = frozenset(
@@ -64,6 +67,8 @@ AUDITED: frozenset[str] = frozenset(
         "consent.read",
         "disclosure.write",
         "accounting.read",
+        "plan.sign",
+        "plan.comment",
     }
 )
 

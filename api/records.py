@@ -26,6 +26,13 @@ __all__ = [
     "OverrideRecord",
     "OverrideCount",
     "AuditEntry",
+    "NewSignature",
+    "SignatureRecord",
+    "NewComment",
+    "CommentRecord",
+    "DECISION_ACTIONS",
+    "PLAN_STATUSES",
+    "MISSING_SECTION",
     "PLAN_ID_RE",
     "is_plan_id",
 ]
@@ -34,6 +41,13 @@ Role = Literal["clinician", "reviewer", "admin"]
 ROLES: tuple[Role, ...] = ("clinician", "reviewer", "admin")
 
 PLAN_ID_RE = re.compile(r"^pl_[A-Za-z0-9_-]{22}$")
+DECISION_ACTIONS = ("accept", "modify", "decline")
+"""Decisions of record on a plan line (overrides' ``action``); ``edit`` and ``override`` are the
+older wording of modify/decline and are still read; ``not_applicable`` marks a missing-information row."""
+PLAN_STATUSES = ("draft", "signed")
+MISSING_SECTION = "missing"
+"""``overrides.section`` of a "not applicable" mark on a missing-information row (the API says
+``section: missing_information``)."""
 
 
 def is_plan_id(value: str) -> bool:
@@ -91,6 +105,8 @@ class NewPlan:
     idempotency_key: str | None
     request_sha256: str | None
     codes: tuple[tuple[str, str], ...]  # (code, kind) incl. alerts ("alert") and the level ("level")
+    patient_ref: str | None = None  # MRN as typed (worklist search; plan_patients)
+    patient_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -158,6 +174,13 @@ class PlanSummary:
     ruleset_id: str
     ruleset_version: str
     author_id: int
+    author_email: str | None = None
+    status: str = "draft"
+    signed_at: datetime | None = None
+    signer_email: str | None = None
+    patient_ref: str | None = None
+    patient_name: str | None = None
+    alerts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -171,6 +194,10 @@ class PlanFilter:
     kind: str | None = None
     author_id: int | None = None
     include_superseded: bool = False
+    status: str | None = None  # "draft" | "signed"
+    patient: str | None = None
+    """Part of the patient's name or MRN (case-insensitive). Comes from a request BODY only:
+    patient data never travels in a URL."""
 
 
 @dataclass(frozen=True)
@@ -186,6 +213,9 @@ class NewOverride:
     replacement_text: str | None
     replacement_kind: str | None
     rule_ids: tuple[str, ...]
+    dose: str | None = None
+    basis_sha256: str | None = None
+    carried_from: int | None = None
 
 
 @dataclass(frozen=True)
@@ -201,6 +231,54 @@ class OverrideRecord:
     replacement_text: str | None
     replacement_kind: str | None
     rule_ids: tuple[str, ...]
+    dose: str | None = None
+    basis_sha256: str | None = None
+    carried_from: int | None = None
+    author_email: str | None = None
+
+
+@dataclass(frozen=True)
+class NewSignature:
+    plan_id: str
+    org_id: int
+    signer_id: int
+    signed_at: datetime
+    signer_name: str
+    credentials: str
+    content_sha256: str
+
+
+@dataclass(frozen=True)
+class SignatureRecord:
+    plan_id: str
+    signer_id: int
+    signer_email: str
+    signed_at: datetime
+    signer_name: str
+    credentials: str
+    content_sha256: str
+
+
+@dataclass(frozen=True)
+class NewComment:
+    plan_id: str
+    org_id: int
+    author_id: int
+    created_at: datetime
+    text: str
+    code: str | None = None
+
+
+@dataclass(frozen=True)
+class CommentRecord:
+    id: int
+    plan_id: str
+    author_id: int
+    author_email: str
+    author_role: str
+    created_at: datetime
+    text: str
+    code: str | None = None
 
 
 @dataclass(frozen=True)

@@ -30,31 +30,36 @@ def _patient(intake: Intake) -> Any:
     return patient_from_intake(intake)
 
 
-def _kwargs(fn: Any, pack: RulePack, intake: Intake, audience: str, language: str | None) -> dict[str, Any]:
+def _kwargs(
+    fn: Any, pack: RulePack, intake: Intake, audience: str, language: str | None, extra: dict[str, Any]
+) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"audience": audience, "language": language}
     params = inspect.signature(fn).parameters
     if "patient" in params:
         kwargs["patient"] = _patient(intake)
     if "pack" in params:
         kwargs["pack"] = pack
+    if "intake" in params:
+        kwargs["intake"] = intake
+    kwargs |= {k: v for k, v in extra.items() if k in params}  # recorded (decisions, sign-off), appendix
     return kwargs
 
 
 def render_html_report(
-    plan: CarePlan, intake: Intake, pack: RulePack, audience: str, language: str | None
+    plan: CarePlan, intake: Intake, pack: RulePack, audience: str, language: str | None, **extra: Any
 ) -> str:
     try:
         fn = importlib.import_module("carepath.reports").render_html
     except (ImportError, AttributeError):
         raise ReportsUnavailable() from None
     try:
-        return str(fn(plan, **_kwargs(fn, pack, intake, audience, language)))
+        return str(fn(plan, **_kwargs(fn, pack, intake, audience, language, extra)))
     except NotImplementedError:
         raise ReportsUnavailable() from None
 
 
 async def render_pdf_report(
-    plan: CarePlan, intake: Intake, pack: RulePack, audience: str, language: str | None
+    plan: CarePlan, intake: Intake, pack: RulePack, audience: str, language: str | None, **extra: Any
 ) -> bytes:
     try:
         pdf = importlib.import_module("carepath.reports.pdf")
@@ -63,7 +68,7 @@ async def render_pdf_report(
     fn = getattr(pdf, "render_pdf", None)
     try:
         if fn is not None:  # in the bounded pool: 503 + Retry-After when it is full (api.pdf_pool)
-            kwargs = _kwargs(fn, pack, intake, audience, language)
+            kwargs = _kwargs(fn, pack, intake, audience, language, extra)
             return bytes(await default_pool().run(lambda: fn(plan, **kwargs)))
     except NotImplementedError:
         raise ReportsUnavailable() from None

@@ -8,12 +8,24 @@ links and the overrides recorded against it. The intake is never returned by the
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from carepath.api.records import OverrideCount, OverrideRecord, PlanRecord, PlanSummary
+from carepath.api.decisions import activity_status, decisions_of, verify_signature
+from carepath.api.records import (
+    CommentRecord,
+    OverrideCount,
+    OverrideRecord,
+    PlanRecord,
+    PlanSummary,
+    SignatureRecord,
+)
 from carepath.engine import CarePlan, RulePack
+from carepath.reports.record import Change, Decision, ReviewFlag
+
+if TYPE_CHECKING:
+    from carepath.api.service import PlanView
 
 __all__ = [
     "ErrorBody",
@@ -27,6 +39,13 @@ __all__ = [
     "PlanPage",
     "OverrideSummary",
     "RuleCatalogue",
+    "SignIn",
+    "SignatureOut",
+    "CommentIn",
+    "CommentOut",
+    "DecisionOut",
+    "DecisionsOut",
+    "PlanSearch",
     "Health",
     "plan_links",
 ]
@@ -61,6 +80,9 @@ class Links(_Out):
     overrides: str
     previous: str | None = None
     next: str | None = None
+    decisions: str | None = None
+    sign: str | None = None
+    comments: str | None = None
 
 
 def plan_links(plan_id: str, previous_id: str | None, next_id: str | None) -> Links:
@@ -74,6 +96,9 @@ def plan_links(plan_id: str, previous_id: str | None, next_id: str | None) -> Li
         overrides=f"{base}/overrides",
         previous=f"/v1/plans/{previous_id}" if previous_id else None,
         next=f"/v1/plans/{next_id}" if next_id else None,
+        decisions=f"{base}/decisions",
+        sign=f"{base}/sign",
+        comments=f"{base}/comments",
     )
 
 
@@ -81,7 +106,9 @@ Text = Annotated[str, StringConstraints(min_length=1, max_length=2000, strip_whi
 
 
 class OverrideIn(BaseModel):
-    """A clinician's edit or override of one part of the plan, with the reason."""
+    """A clinician's decision on one line of the plan (accept, modify, decline), a missing-information
+    row marked not applicable, or an older-style edit/override. Declines and overrides need a
+    reason; a modification needs new wording or a dose."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -90,25 +117,45 @@ class OverrideIn(BaseModel):
             "examples": [
                 {
                     "code": "moud.buprenorphine",
-                    "action": "override",
-                    "reason": "Patient chose methadone after discussion; OTP has capacity this week.",
-                    "replacement_kind": "consider",
-                }
+                    "action": "modify",
+                    "dose": "4 mg sublingual, then 4 mg after 1 hour if COWS still 8 or more",
+                    "reason": "Home start agreed; night-shift worker.",
+                },
+                {"code": "psy.group", "action": "decline", "reason": "Already in a group programme."},
+                {
+                    "code": "social.days_since_release",
+                    "action": "not_applicable",
+                    "reason": "Never incarcerated.",
+                },
             ]
         },
     )
 
-    code: Annotated[str, StringConstraints(pattern=r"^[a-z]+\.[a-z0-9_]+$", max_length=64)] = Field(
-        description="The item, alert or level-of-care code as it appears in the plan."
+    code: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z_]*\.[a-z0-9_]+$", max_length=64)] = Field(
+        description="The item, alert or level-of-care code as it appears in the plan (for not_applicable: "
+        "the missing-information field, e.g. social.days_since_release)."
     )
-    action: Literal["edit", "override"] = Field(
-        description="edit: wording or detail changed, intent kept; override: the clinician decides otherwise."
+    action: Literal["accept", "modify", "decline", "not_applicable", "edit", "override"] = Field(
+        description="accept / modify (new text or dose) / decline (with a reason) a line; not_applicable: a "
+        "missing-information row that does not apply. edit and override: the older wording of modify "
+        "and decline (override with a replacement kind)."
     )
-    reason: Text
-    section: Literal["item", "alert", "level_of_care"] | None = None
+    reason: Text | None = Field(default=None, description="Required to decline, edit or override.")
+    section: Literal["item", "alert", "level_of_care", "missing_information"] | None = None
     phase: str | None = Field(default=None, max_length=40, description="Disambiguates an item code.")
-    replacement_text: Text | None = None
+    replacement_text: Text | None = Field(default=None, description="modify/edit: the new wording.")
     replacement_kind: Literal["recommend", "consider", "caution", "avoid", "remove"] | None = None
+    dose: Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)] | None = (
+        Field(default=None, description="modify: the dose or induction method, as it should be printed.")
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> OverrideIn:
+        if self.action in ("decline", "edit", "override") and not self.reason:
+            raise ValueError("reason: give the reason for this decision")
+        if self.action == "modify" and not (self.replacement_text or self.dose):
+            raise ValueError("replacement_text: give the new wording or the dose")
+        return self
 
 
 class OverrideOut(_Out):
@@ -123,10 +170,16 @@ class OverrideOut(_Out):
     replacement_text: str | None
     replacement_kind: str | None
     rule_ids: list[str]
+    dose: str | None = None
+    carried_from: int | None = None
+    author_email: str | None = None
 
     @classmethod
     def of(cls, o: OverrideRecord) -> OverrideOut:
         return cls(
+            dose=o.dose,
+            carried_from=o.carried_from,
+            author_email=o.author_email,
             id=o.id,
             plan_id=o.plan_id,
             author_id=o.author_id,
@@ -153,12 +206,177 @@ class PlanRecordMeta(_Out):
     intake_sha256: str
     links: Links
     overrides: list[OverrideOut]
+    status: Literal["draft", "signed"] = "draft"
+    signature: SignatureOut | None = None
+    decisions: dict[str, DecisionOut] = Field(
+        default_factory=dict,
+        description="The decision of record per code (latest decision; on a "
+        "signed version, undecided lines are accepted at signing).",
+    )
+    review_flags: list[FlagOut] = Field(
+        default_factory=list, description="Decisions on the previous version that were not carried over."
+    )
+    changes: list[ChangeOut] = Field(
+        default_factory=list, description="What differs from the previous version."
+    )
+    comments: list[CommentOut] = Field(default_factory=list)
+
+
+class SignIn(BaseModel):
+    """Sign this version: status draft -> signed. Clinicians only; the latest version only, once."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)] = Field(
+        description='The signer\'s name as it should print ("Dr Ana Ruiz").'
+    )
+    credentials: Annotated[str, StringConstraints(max_length=200, strip_whitespace=True)] = ""
+    attest: Literal[True] = Field(
+        description="I have reviewed every line; lines I did not change are accepted as suggested."
+    )
+
+
+class SignatureOut(_Out):
+    signer: str
+    name: str
+    credentials: str
+    signed_at: datetime
+    content_sha256: str
+    verified: bool = Field(description="The signed content still hashes to content_sha256.")
+
+    @classmethod
+    def of(cls, sig: SignatureRecord, verified: bool) -> SignatureOut:
+        return cls(
+            signer=sig.signer_email,
+            name=sig.signer_name,
+            credentials=sig.credentials,
+            signed_at=sig.signed_at,
+            content_sha256=sig.content_sha256,
+            verified=verified,
+        )
+
+
+class CommentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    text: Text
+    code: Annotated[str, StringConstraints(pattern=r"^[a-z]+\.[a-z0-9_]+$", max_length=64)] | None = None
+
+
+class CommentOut(_Out):
+    id: int
+    author: str
+    role: str
+    created_at: datetime
+    text: str
+    code: str | None = None
+
+    @classmethod
+    def of(cls, c: CommentRecord) -> CommentOut:
+        return cls(
+            id=c.id,
+            author=c.author_email,
+            role=c.author_role,
+            created_at=c.created_at,
+            text=c.text,
+            code=c.code,
+        )
+
+
+class DecisionOut(_Out):
+    status: Literal["accepted", "modified", "declined"]
+    reason: str
+    by: str
+    at: datetime
+    text: str | None = None
+    dose: str | None = None
+    kind: str | None = None
+    carried: bool = False
+    at_signing: bool = False
+    fhir_activity_status: str
+
+    @classmethod
+    def of(cls, d: Decision, fhir_status: str) -> DecisionOut:
+        return cls(
+            status=d.status,
+            reason=d.reason,
+            by=d.by,
+            at=d.at,
+            text=d.text,
+            dose=d.dose,
+            kind=d.kind,
+            carried=d.carried,
+            at_signing=d.at_signing,
+            fhir_activity_status=fhir_status,
+        )
+
+
+class DecisionsOut(_Out):
+    plan_id: str
+    version: int
+    status: Literal["draft", "signed"]
+    decisions: dict[str, DecisionOut]
+
+
+class FlagOut(_Out):
+    code: str
+    previous: str
+    why: str
+
+    @classmethod
+    def of(cls, f: ReviewFlag) -> FlagOut:
+        return cls(code=f.code, previous=f.previous, why=f.why)
+
+
+class ChangeOut(_Out):
+    what: str
+    code: str
+    text: str
+
+    @classmethod
+    def of(cls, c: Change) -> ChangeOut:
+        return cls(what=c.what, code=c.code, text=c.text)
+
+
+class PlanSearch(BaseModel):
+    """Search the worklist by patient (in the body: patient data never goes in a URL)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    patient: Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)] | None = (
+        Field(default=None, description="Part of the patient's name or MRN (case-insensitive).")
+    )
+    status: Literal["draft", "signed"] | None = None
+    include_superseded: bool = False
+    limit: Annotated[int, Field(ge=1, le=100)] = 20
+    cursor: Annotated[str, StringConstraints(max_length=200)] | None = None
+
+
+PlanRecordMeta.model_rebuild()
 
 
 class StoredPlan(CarePlan):
     """The contract's care plan (§2) plus ``record`` (storage metadata)."""
 
     record: PlanRecordMeta
+
+    @classmethod
+    def of_view(cls, view: PlanView) -> StoredPlan:
+        """With the decisions of record, the sign-off, the review flags, changes and comments."""
+        base = cls.of(view.record, view.overrides)
+        rec = view.recorded
+        sig = view.signature
+        verified = sig is not None and verify_signature(view)
+        meta = base.record.model_copy(
+            update={
+                "status": rec.status,
+                "signature": SignatureOut.of(sig, verified) if sig is not None else None,
+                "decisions": {
+                    c: DecisionOut.of(d, activity_status(d)) for c, d in decisions_of(view).items()
+                },
+                "review_flags": [FlagOut.of(f) for f in rec.flags],
+                "changes": [ChangeOut.of(c) for c in rec.changes],
+                "comments": [CommentOut.of(c) for c in view.comments],
+            }
+        )
+        return base.model_copy(update={"record": meta})
 
     @classmethod
     def of(
@@ -210,10 +428,24 @@ class PlanListItem(_Out):
     ruleset: dict[str, str]
     author_id: int
     links: Links
+    status: Literal["draft", "signed"] = "draft"
+    signed_at: datetime | None = None
+    signer: str | None = None
+    author: str | None = Field(default=None, description="The clinician who created this version (email).")
+    patient_id: str | None = Field(default=None, description="The patient's MRN from the intake, if given.")
+    patient_name: str | None = None
+    alerts: list[str] = Field(default_factory=list, description="Alert codes of the plan.")
 
     @classmethod
     def of(cls, s: PlanSummary) -> PlanListItem:
         return cls(
+            status=s.status,  # type: ignore[arg-type]
+            signed_at=s.signed_at,
+            signer=s.signer_email,
+            author=s.author_email,
+            patient_id=s.patient_ref,
+            patient_name=s.patient_name,
+            alerts=list(s.alerts),
             plan_id=s.id,
             version=s.version,
             previous_id=s.previous_id,

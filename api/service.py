@@ -22,26 +22,42 @@ from typing import Any, TypeVar
 
 from carepath.api.audit import AuditEvent, AuditSink, record_event
 from carepath.api.db import Database, DatabaseBusy, Tx, UniqueViolation
+from carepath.api.decisions import carried_decisions, code_basis, recorded, signed_content_sha256
 from carepath.api.errors import Conflict, EngineRefused, Forbidden, InvalidRequest, NotFound
 from carepath.api.overload import ClientGone, client_gone
 from carepath.api.policy import AUDITED, allowed
 from carepath.api.records import (
+    DECISION_ACTIONS,
+    MISSING_SECTION,
+    CommentRecord,
+    NewComment,
     NewOverride,
     NewPlan,
+    NewSignature,
     OverrideCount,
     OverrideRecord,
     PlanFilter,
     PlanRecord,
     PlanSummary,
     Principal,
+    SignatureRecord,
     User,
     is_plan_id,
 )
 from carepath.engine import CarePlan, Engine, Intake, IntakeError, parse_intake_json, parse_intake_obj
 from carepath.engine.errors import CarepathError, FieldProblem
 from carepath.engine.intake import canonical_intake_json
+from carepath.reports.record import Recorded
 
-__all__ = ["Caller", "PlanService", "PlanView", "OverrideRequest", "new_plan_id", "IDEMPOTENCY_KEY_MAX"]
+__all__ = [
+    "Caller",
+    "PlanService",
+    "PlanView",
+    "OverrideRequest",
+    "SignRequest",
+    "new_plan_id",
+    "IDEMPOTENCY_KEY_MAX",
+]
 
 log = logging.getLogger("carepath.service")
 T = TypeVar("T")
@@ -68,10 +84,23 @@ class Caller:
 class PlanView:
     record: PlanRecord
     overrides: tuple[OverrideRecord, ...]
+    signature: SignatureRecord | None = None
+    comments: tuple[CommentRecord, ...] = ()
+    previous: PlanView | None = None
+    """The version this one re-evaluated (its plan and decisions), for the diff and the flags."""
 
     @property
     def plan(self) -> CarePlan:
         return self.record.plan()
+
+    @property
+    def signed(self) -> bool:
+        return self.signature is not None
+
+    @property
+    def recorded(self) -> Recorded:
+        """The version as recorded: decisions of record, sign-off, changes, flags (api.decisions)."""
+        return recorded(self, self.previous)
 
 
 @dataclass(frozen=True)
@@ -79,10 +108,17 @@ class OverrideRequest:
     code: str
     action: str  # "edit" | "override"
     reason: str
-    section: str | None = None  # "item" | "alert" | "level_of_care"; None: wherever the code is
+    section: str | None = None  # "item" | "alert" | "level_of_care" | "missing_information"
     phase: str | None = None
     replacement_text: str | None = None
     replacement_kind: str | None = None
+    dose: str | None = None
+
+
+@dataclass(frozen=True)
+class SignRequest:
+    name: str
+    credentials: str = ""
 
 
 class PlanService:
@@ -259,6 +295,8 @@ class PlanService:
                     if error is None:
                         new = self._new_plan(caller, intake, plan, fingerprint, key, previous, now)
                         tx.insert_plan(new)
+                        if previous is not None:
+                            self._carry_decisions(tx, previous.id, new, now)
                         self._audit(tx, caller, action, "ok", new.id)
                         return PlanRecord.of_new(new, caller.user.email), False
             except UniqueViolation:
@@ -302,7 +340,34 @@ class PlanService:
             idempotency_key=key,
             request_sha256=fingerprint if key is not None else None,
             codes=tuple(sorted(codes)),
+            patient_ref=intake.patient.id,
+            patient_name=intake.patient.name,
         )
+
+    @staticmethod
+    def _carry_decisions(tx: Tx, previous_id: str, new: NewPlan, now: datetime) -> None:
+        """Decisions on unchanged lines follow the plan to its new version (``carried_from``);
+        the others are flagged for review on the new version (``api.decisions``)."""
+        plan = CarePlan.model_validate_json(new.plan_json)
+        for row in carried_decisions(tx.overrides_of(previous_id), plan):
+            tx.insert_override(
+                NewOverride(
+                    plan_id=new.id,
+                    org_id=new.org_id,
+                    author_id=row.author_id,
+                    created_at=now,
+                    section=row.section,
+                    code=row.code,
+                    action=row.action,
+                    reason=row.reason,
+                    replacement_text=row.replacement_text,
+                    replacement_kind=row.replacement_kind,
+                    rule_ids=row.rule_ids,
+                    dose=row.dose,
+                    basis_sha256=row.basis_sha256,
+                    carried_from=row.id,
+                )
+            )
 
     def get(self, caller: Caller, plan_id: str, action: str = "plan.read") -> PlanView:
         """One plan of the caller's organisation with its overrides; audited as ``action``
@@ -314,11 +379,26 @@ class PlanService:
             if record is None:
                 outcome = self._miss(tx, plan_id)
             else:
-                found, outcome = PlanView(record, tuple(tx.overrides_of(plan_id))), "ok"
+                found, outcome = self._view(tx, record, caller.user.org_id), "ok"
         self.record(caller, action, outcome, plan_id)  # ...and wait for their durable audit row
         if found is None:
             raise NotFound()
         return found
+
+    @staticmethod
+    def _view(tx: Tx, record: PlanRecord, org_id: int, *, with_previous: bool = True) -> PlanView:
+        previous = None
+        if with_previous and record.previous_id is not None:
+            before = tx.get_plan(record.previous_id, org_id)
+            if before is not None:
+                previous = PlanService._view(tx, before, org_id, with_previous=False)
+        return PlanView(
+            record,
+            tuple(tx.overrides_of(record.id)),
+            tx.signature_of(record.id),
+            tuple(tx.comments_of(record.id)),
+            previous,
+        )
 
     def _read_or_404(self, caller: Caller, action: str, plan_id: str, *, audit_ok: bool) -> PlanRecord:
         record = None
@@ -354,17 +434,20 @@ class PlanService:
     # -- overrides -----------------------------------------------------------------------------
 
     def add_override(self, caller: Caller, plan_id: str, req: OverrideRequest) -> OverrideRecord:
+        """Record a decision (accept / modify / decline, or the older edit / override) on one line,
+        or mark a missing-information row not applicable. Refused (409) once the version is
+        signed or superseded: a change then makes a new version."""
         action = "plan.override"
         self.authorize(caller, action, plan_id)
         result: OverrideRecord | None = None
         error: Exception | None = None
         with self.db.transaction() as tx:
-            record = tx.get_plan(plan_id, caller.user.org_id) if is_plan_id(plan_id) else None
-            if record is None:
-                self._audit(tx, caller, action, self._miss(tx, plan_id), plan_id)
-                error = NotFound()
+            record = self._open(tx, caller, action, plan_id, unsigned_latest=True)
+            if isinstance(record, Exception):
+                error = record
             else:
-                target = _find_target(record.plan(), req)
+                plan = record.plan()
+                target = _find_target(plan, req)
                 if isinstance(target, FieldProblem):
                     self._audit(tx, caller, action, "invalid", plan_id)
                     error = InvalidRequest([target])
@@ -383,6 +466,8 @@ class PlanService:
                             replacement_text=req.replacement_text,
                             replacement_kind=req.replacement_kind,
                             rule_ids=rule_ids,
+                            dose=req.dose,
+                            basis_sha256=code_basis(plan, req.code) if section != "alert" else None,
                         )
                     )
                     self._audit(tx, caller, action, "ok", plan_id)
@@ -390,6 +475,81 @@ class PlanService:
             raise error
         assert result is not None
         return result
+
+    def _open(
+        self, tx: Tx, caller: Caller, action: str, plan_id: str, *, unsigned_latest: bool
+    ) -> PlanRecord | Exception:
+        """The plan to change, or the error to raise (audited): 404 for unknown ids and other
+        organisations; with ``unsigned_latest``, 409 for a signed or superseded version."""
+        record = tx.get_plan(plan_id, caller.user.org_id) if is_plan_id(plan_id) else None
+        if record is None:
+            self._audit(tx, caller, action, self._miss(tx, plan_id), plan_id)
+            return NotFound()
+        locked = _locked(tx, record) if unsigned_latest else None
+        if locked is not None:
+            self._audit(tx, caller, action, "conflict", plan_id)
+            return locked
+        return record
+
+    # -- sign-off and review comments ---------------------------------------------------------
+
+    def sign(self, caller: Caller, plan_id: str, req: SignRequest) -> PlanView:
+        """A clinician signs this version: the plan, its decisions and the version are sealed by a
+        hash; undecided lines count as accepted. The latest version only, and only once."""
+        action = "plan.sign"
+        self.authorize(caller, action, plan_id)
+        found: PlanView | None = None
+        error: Exception | None = None
+        with self.db.transaction() as tx:
+            record = self._open(tx, caller, action, plan_id, unsigned_latest=True)
+            if isinstance(record, Exception):
+                error = record
+            else:
+                content = signed_content_sha256(record, tx.overrides_of(plan_id))
+                new = NewSignature(
+                    plan_id=plan_id,
+                    org_id=caller.user.org_id,
+                    signer_id=caller.user.id,
+                    signed_at=self.clock().astimezone(UTC).replace(microsecond=0),
+                    signer_name=req.name,
+                    credentials=req.credentials,
+                    content_sha256=content,
+                )
+                try:
+                    tx.insert_signature(new)
+                except UniqueViolation:
+                    self._audit(tx, caller, action, "conflict", plan_id)
+                    error = Conflict("plan_signed", "This version is already signed.")
+                else:
+                    self._audit(tx, caller, action, "ok", plan_id)
+                    found = self._view(tx, record, caller.user.org_id)
+        if error is not None:
+            raise error
+        assert found is not None
+        return found
+
+    def comment(self, caller: Caller, plan_id: str, text: str, code: str | None = None) -> CommentRecord:
+        """A review note on a plan version (clinicians and reviewers; signed versions too)."""
+        action = "plan.comment"
+        self.authorize(caller, action, plan_id)
+        error: Exception | None = None
+        created: CommentRecord | None = None
+        with self.db.transaction() as tx:
+            record = self._open(tx, caller, action, plan_id, unsigned_latest=False)
+            if isinstance(record, Exception):
+                error = record
+            else:
+                now = self.clock().astimezone(UTC)
+                cid = tx.insert_comment(
+                    NewComment(plan_id, caller.user.org_id, caller.user.id, now, text, code)
+                )
+                self._audit(tx, caller, action, "ok", plan_id)
+                user = caller.user
+                created = CommentRecord(cid, plan_id, user.id, user.email, user.role, now, text, code)
+        if error is not None:
+            raise error
+        assert created is not None
+        return created
 
     def override_summary(
         self, caller: Caller, since: datetime | None = None, before: datetime | None = None
@@ -428,8 +588,32 @@ def _check_idempotency_key(key: str | None) -> None:
         )
 
 
+def _locked(tx: Tx, record: PlanRecord) -> Conflict | None:
+    """A signed or superseded version takes no more decisions and no second signature."""
+    if tx.signature_of(record.id) is not None:
+        return Conflict(
+            "plan_signed", "This version is signed and cannot change; amend it to make a new version."
+        )
+    if record.next_id is not None:
+        return Conflict(
+            "plan_superseded",
+            "This plan already has a newer version; decide on the latest one.",
+            latest_id=record.next_id,
+        )
+    return None
+
+
 def _find_target(plan: CarePlan, req: OverrideRequest) -> tuple[str, tuple[str, ...]] | FieldProblem:
     """Which part of the plan the override is about, and the rules behind it."""
+    if req.action == "not_applicable" or req.section == "missing_information":
+        fields = {m.field for m in plan.missing_information}
+        if req.action != "not_applicable" or req.code not in fields:
+            return FieldProblem("body.code", "is not a missing-information field of this plan")
+        return MISSING_SECTION, ()
+    if req.action in DECISION_ACTIONS and req.section == "alert":
+        return FieldProblem(
+            "body.section", "alerts are acknowledged with a comment, not accepted or declined"
+        )
     matches: list[tuple[str, Sequence[str]]] = []
     if req.section in (None, "item"):
         for phase in plan.phases:

@@ -2,8 +2,14 @@
 
     GET  /                              the intake form (session login; clinicians)
     POST /                              evaluate + store (PlanService.create, audited) -> 303 plan page
-    GET  /plans/{plan_id}               the plan: alerts, level of care, phases, report links
-    POST /plans/{plan_id}/overrides     record an edit or override of one line, with a reason
+    GET  /plans                         the worklist: the organisation's plans (status, patient, alerts)
+    POST /plans                         the worklist searched by patient name or MRN (never in the URL)
+    GET  /plans/{plan_id}               the plan: who, at a glance, pathway with decisions, sign-off
+    POST /plans/{plan_id}/overrides     a decision on one line: accept, modify (text/dose), decline
+    POST /plans/{plan_id}/missing       answer a missing-information row (new version) or mark it N/A
+    POST /plans/{plan_id}/sign          sign this version (clinicians)
+    POST /plans/{plan_id}/comments      a review comment (reviewers and clinicians)
+    POST /plans/{plan_id}/amend         a new draft version of a signed plan (same intake)
     GET  /plans/{plan_id}/edit          the form pre-filled with the stored intake
     POST /plans/{plan_id}/edit          re-evaluate: a new version linked to the old one
     GET  /static/{name}                 the stylesheet (no patient data; public, /login needs it too)
@@ -18,6 +24,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Mapping, Sequence
+from datetime import date
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
@@ -34,6 +41,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from carepath.api.deps import PlansDep, RuntimeDep, allow, csrf_token
 from carepath.api.errors import AuthRequired, Conflict, EngineRefused, InvalidRequest
+from carepath.api.form_checks import EXPLICIT_NONE, clinician_message, date_warning, intake_with_problems
 from carepath.api.intake_fields import (
     FIELD_BY_PATH,
     FIELDS,
@@ -41,17 +49,20 @@ from carepath.api.intake_fields import (
     NONE_OPTION,
     choice_label,
     field_for_problem,
-    form_values,
 )
-from carepath.api.intake_fields import intake_from_form as fields_to_intake
+from carepath.api.missing_answers import NOT_APPLICABLE, answered_intake, missing_controls, stored_values
 from carepath.api.policy import allowed
-from carepath.api.records import PlanRecord
-from carepath.api.schemas import OverrideIn
-from carepath.api.service import Caller, OverrideRequest, PlanService, PlanView
+from carepath.api.records import PlanFilter, PlanRecord
+from carepath.api.routes.plans import override_request
+from carepath.api.runtime import Runtime
+from carepath.api.schemas import OverrideIn, SignIn
+from carepath.api.service import Caller, OverrideRequest, PlanService, PlanView, SignRequest
 from carepath.api.settings import SESSION_COOKIE
-from carepath.engine import IntakeError, parse_intake_obj
+from carepath.engine import IntakeError
 from carepath.engine.errors import FieldProblem, problems_from_validation
 from carepath.engine.labels import field_label
+from carepath.reports.patient import patient_from_intake
+from carepath.reports.view import clinician_view
 
 __all__ = ["router", "STATIC_DIR", "STYLESHEET"]
 
@@ -60,24 +71,9 @@ STATIC_DIR = HERE / "static"
 STATIC_PREFIX = "/static"
 STYLESHEET = f"{STATIC_PREFIX}/carepath.css"
 
-PHASE_LABELS = {
-    "withdrawal_management": "Withdrawal management",
-    "level_of_care": "Level of care",
-    "medication": "Medication",
-    "medical": "Medical",
-    "psychosocial": "Psychosocial",
-    "dual_diagnosis": "Dual diagnosis",
-    "harm_reduction": "Harm reduction",
-    "aftercare": "Aftercare",
-}
-REPLACEMENT_KINDS = [
-    ("recommend", "Recommend"),
-    ("consider", "Consider"),
-    ("caution", "Caution"),
-    ("avoid", "Avoid (do not do)"),
-    ("remove", "Remove from the plan"),
-]
+WORKLIST_PAGE = 25
 _FORM_ID = re.compile(r"^(loc|[a-z_]{1,40}-\d{1,3})$")
+"""Decision forms are numbered "<step>-<n>" (the anchor the page returns to) or "loc"."""
 
 
 # ---------------------------------------------------------------- templates
@@ -105,7 +101,9 @@ def _page(request: Request, caller: Caller, template: str, status: int = 200, **
     base = {
         "title": "carepath",
         "static_href": STYLESHEET,
-        "home_href": "/",
+        "home_href": "/" if allowed("form.use", caller.user.role) else "/plans",
+        "worklist_href": "/plans" if allowed("plan.list", caller.user.role) else None,
+        "form_href": "/" if allowed("form.use", caller.user.role) else None,
         "logout_href": "/logout" if caller.principal.via == "session" else None,
         "user": caller.user,
         "csrf_token": csrf_token(request),
@@ -144,8 +142,11 @@ def _web(action: str) -> Any:
 FormUser = Annotated[Caller, _web("form.use")]
 PlanCreator = Annotated[Caller, _web("plan.create")]
 PlanReader = Annotated[Caller, _web("plan.read")]
+PlanLister = Annotated[Caller, _web("plan.list")]
 PlanOverrider = Annotated[Caller, _web("plan.override")]
 PlanReevaluator = Annotated[Caller, _web("plan.reevaluate")]
+PlanSigner = Annotated[Caller, _web("plan.sign")]
+PlanCommenter = Annotated[Caller, _web("plan.comment")]
 
 router = APIRouter(include_in_schema=False, tags=["web form"])
 
@@ -162,10 +163,11 @@ def _split(problems: list[FieldProblem]) -> tuple[dict[str, str], list[str]]:
     general: list[str] = []
     for p in problems:
         path = field_for_problem(p.field)
+        message = clinician_message(p)
         if path is None:
-            general.append(f"{_field_label(p.field)}: {p.message}")
+            general.append(f"{_field_label(p.field)}: {message}")
         elif path not in by_field:
-            by_field[path] = p.message
+            by_field[path] = message
     return by_field, general
 
 
@@ -179,6 +181,7 @@ def _form_page(
     status: int = 200,
     action_href: str = "/",
     previous: PlanRecord | None = None,
+    today: date | None = None,
 ) -> HTMLResponse:
     errors, more = _split(list(problems))
     title = "Correct intake and re-evaluate" if previous else "New OUD assessment"
@@ -197,6 +200,8 @@ def _form_page(
         action_href=action_href,
         previous=previous,
         form_key=secrets.token_urlsafe(16),
+        explicit_none=EXPLICIT_NONE,
+        max_date=(today or date.today()).isoformat(),
     )
 
 
@@ -207,7 +212,7 @@ def _default_values(caller: Caller, plans: PlanService) -> dict[str, list[str]]:
 
 @router.get("/", name="web.form", response_class=HTMLResponse)
 def form_page(request: Request, caller: FormUser, plans: PlansDep) -> HTMLResponse:
-    return _form_page(request, caller, _default_values(caller, plans))
+    return _form_page(request, caller, _default_values(caller, plans), today=plans.clock().date())
 
 
 def _submit(
@@ -220,41 +225,44 @@ def _submit(
     previous: PlanRecord | None = None,
 ) -> Response:
     values = _form_lists(form)
-    intake, problems = fields_to_intake(values)
+    today = plans.clock().date()
+    intake, problems = intake_with_problems(values, today)
     href = f"/plans/{previous.id}/edit" if previous else "/"
     key = str(form.get("form_key") or "") or None
-    if problems:  # not even the right types: nothing reaches the engine
-        try:
-            parse_intake_obj(intake)
-        except IntakeError as exc:
-            seen = {p.field for p in problems}
-            problems += [p for p in exc.problems if field_for_problem(p.field) not in seen]
+
+    def again(status: int, problems: Sequence[FieldProblem] = (), general: Sequence[str] = ()) -> Response:
+        return _form_page(
+            request,
+            caller,
+            values,
+            problems=problems,
+            general=general,
+            status=status,
+            action_href=href,
+            previous=previous,
+            today=today,
+        )
+
+    if problems:  # nothing reaches the engine, nothing is stored
         plans.record(caller, action, "invalid", previous.id if previous else None)
-        return _form_page(
-            request, caller, values, problems=problems, status=422, action_href=href, previous=previous
-        )
+        return again(422, problems)
     try:
-        if previous is None:
-            record, _ = plans.create(caller, intake, idempotency_key=key)
-        else:
-            record, _ = plans.reevaluate(caller, previous.id, intake, idempotency_key=key)
-    except IntakeError as exc:
-        return _form_page(
-            request, caller, values, problems=exc.problems, status=422, action_href=href, previous=previous
-        )
-    except InvalidRequest as exc:
-        return _form_page(
-            request, caller, values, problems=exc.problems, status=422, action_href=href, previous=previous
-        )
+        record = _store(plans, caller, intake, key, previous)
+    except (IntakeError, InvalidRequest) as exc:
+        return again(422, exc.problems)
     except Conflict as exc:
-        return _form_page(
-            request, caller, values, general=[exc.message], status=409, action_href=href, previous=previous
-        )
+        return again(409, general=[exc.message])
     except EngineRefused as exc:
-        return _form_page(
-            request, caller, values, general=[exc.message], status=500, action_href=href, previous=previous
-        )
+        return again(500, general=[exc.message])
     return RedirectResponse(f"/plans/{record.id}", status_code=303)
+
+
+def _store(
+    plans: PlanService, caller: Caller, intake: Any, key: str | None, previous: PlanRecord | None
+) -> PlanRecord:
+    if previous is None:
+        return plans.create(caller, intake, idempotency_key=key)[0]
+    return plans.reevaluate(caller, previous.id, intake, idempotency_key=key)[0]
 
 
 @router.post("/", name="web.submit", response_class=HTMLResponse)
@@ -263,18 +271,84 @@ async def submit_form(request: Request, caller: PlanCreator, plans: PlansDep) ->
     return await run_in_threadpool(_submit, request, caller, plans, form, action="plan.create")
 
 
+# ---------------------------------------------------------------- the worklist
+
+
+_WORKLIST_STATUSES = {"draft": "Draft", "signed": "Signed"}
+
+
+def _worklist(
+    request: Request,
+    caller: Caller,
+    plans: PlanService,
+    rt: Runtime,
+    query: Mapping[str, str],
+    *,
+    searched: bool,
+) -> HTMLResponse:
+    status = query.get("status") if query.get("status") in _WORKLIST_STATUSES else None
+    patient = (query.get("patient") or "").strip()[:200] or None
+    mine = query.get("mine") == "1"
+    cursor = (query.get("cursor") or "")[:200] or None
+    flt = PlanFilter(status=status, patient=patient, author_id=caller.user.id if mine else None)
+    problem = None
+    try:
+        items, next_cursor = plans.list_plans(caller, flt, limit=WORKLIST_PAGE, cursor=cursor)
+    except InvalidRequest:
+        items, next_cursor, problem = [], None, "That page of the list is no longer available; start again."
+    return _page(
+        request,
+        caller,
+        "worklist.html",
+        title="Plans",
+        items=items,
+        next_cursor=next_cursor,
+        status_filter=status,
+        statuses=_WORKLIST_STATUSES,
+        patient=patient or "",
+        mine=mine,
+        searched=searched,
+        problem=problem,
+        level_labels=_labels(rt),
+        first_page=cursor is None,
+    )
+
+
+@router.get("/plans", name="web.worklist", response_class=HTMLResponse)
+def worklist(request: Request, caller: PlanLister, plans: PlansDep, rt: RuntimeDep) -> HTMLResponse:
+    return _worklist(request, caller, plans, rt, dict(request.query_params), searched=False)
+
+
+@router.post("/plans", name="web.search", response_class=HTMLResponse)
+async def worklist_search(
+    request: Request, caller: PlanLister, plans: PlansDep, rt: RuntimeDep
+) -> HTMLResponse:
+    form = await request.form()
+    query = {k: str(form.get(k) or "") for k in ("patient", "status", "mine", "cursor")}
+    return await run_in_threadpool(_worklist, request, caller, plans, rt, query, searched=True)
+
+
 # ---------------------------------------------------------------- the plan page
 
 
-def _links(record: PlanRecord, caller: Caller) -> dict[str, str | None]:
+def _links(view: PlanView, caller: Caller) -> dict[str, str | None]:
+    record = view.record
     base = f"/v1/plans/{record.id}"
-    may_edit = record.next_id is None and allowed("plan.reevaluate", caller.user.role)
+    latest = record.next_id is None
+    may_write = allowed("plan.reevaluate", caller.user.role)
     return {
         "pdf": f"{base}/report.pdf",
         "html": f"{base}/report.html",
-        "patient": f"{base}/report.html?audience=patient",
+        "patient": f"{base}/report.pdf",
+        "patient_html": f"{base}/report.html?audience=patient",
         "fhir": f"{base}/fhir",
-        "edit": f"/plans/{record.id}/edit" if may_edit else None,
+        "edit": f"/plans/{record.id}/edit" if latest and may_write else None,
+        "amend": f"/plans/{record.id}/amend" if latest and may_write and view.signed else None,
+        "sign": f"/plans/{record.id}/sign"
+        if latest and not view.signed and allowed("plan.sign", caller.user.role)
+        else None,
+        "comment": f"/plans/{record.id}/comments" if allowed("plan.comment", caller.user.role) else None,
+        "missing": f"/plans/{record.id}/missing" if latest and may_write else None,
     }
 
 
@@ -282,108 +356,258 @@ def _plan_page(
     request: Request,
     caller: Caller,
     view: PlanView,
+    rt: Runtime,
     *,
     flash: str | None = None,
-    override_error: dict[str, str] | None = None,
-    override_typed: dict[str, dict[str, str]] | None = None,
+    errors: Mapping[str, str] | None = None,
+    typed: Mapping[str, Mapping[str, str]] | None = None,
     status: int = 200,
 ) -> HTMLResponse:
     record, plan = view.record, view.plan
-    by_code: dict[str, list[Any]] = {}
-    for o in view.overrides:
-        by_code.setdefault(o.code, []).append(o)
+    intake = record.intake()
+    recorded = view.recorded
+    report = clinician_view(
+        plan,
+        rt.engine.pack,
+        patient_from_intake(intake),
+        intake=intake,
+        recorded=recorded,
+        with_appendix=True,
+    )
+    links = _links(view, caller)
+    latest_unsigned = record.next_id is None and not view.signed
     return _page(
         request,
         caller,
         "plan.html",
         status,
-        title=f"Draft care pathway {record.id}",
+        title=f"{'Signed' if view.signed else 'Draft'} care plan {record.id}",
         record=record,
         plan=plan,
-        links=_links(record, caller),
-        phase_labels=PHASE_LABELS,
-        code_labels=_code_labels(),
+        v=report,
+        rec=recorded,
+        intake=intake,
+        links=links,
+        evidence={it.code: it for it in report.appendix},
         jurisdiction_label=choice_label("jurisdiction", plan.jurisdiction),
-        overrides_by_code=by_code,
-        authors={caller.user.id: caller.user.email},
-        override_href=f"/plans/{record.id}/overrides",
-        may_override=allowed("plan.override", caller.user.role),
-        replacement_kinds=REPLACEMENT_KINDS,
-        override_error=override_error or {},
-        override_typed=override_typed or {},
+        may_decide=latest_unsigned and allowed("plan.override", caller.user.role),
+        missing_fields=missing_controls(plan) if links["missing"] else {},
+        undecided=[ln for st in report.steps for ln in st.lines if ln.decision is None],
+        errors=errors or {},
+        typed=typed or {},
         flash=flash,
+        date_warning=date_warning(plan.assessment_date, record.created_at.date()),
+        languages=[("en", "English"), ("es", "Spanish"), ("de", "German")],
+        language=intake.preferences.language or "en",
         plan_href=lambda pid: f"/plans/{pid}",
     )
 
 
-def _code_labels() -> dict[str, str]:
-    from carepath.api.fhir import code_labels
+def _labels(rt: Runtime) -> dict[str, str]:
+    """Code -> the rule pack's label (levels of care, alerts) for the worklist."""
+    return {code: c.label for code, c in rt.engine.pack.codes.items()}
 
-    return code_labels()
+
+_FLASHES = {
+    "recorded": "Your decision was recorded.",
+    "signed": "This version is signed. It can no longer change; amend it to make a new version.",
+    "commented": "Your comment was added.",
+    "marked": "Marked not applicable.",
+    "answered": "Answer recorded: this is the new version of the plan, with your decisions carried over.",
+    "amended": "New draft version made from the signed one; your decisions were carried over.",
+}
 
 
 @router.get("/plans/{plan_id}", name="web.plan", response_class=HTMLResponse)
 def plan_page(
-    plan_id: str, request: Request, caller: PlanReader, plans: PlansDep, recorded: int = 0
+    plan_id: str, request: Request, caller: PlanReader, plans: PlansDep, rt: RuntimeDep, recorded: int = 0
 ) -> Response:
     view = plans.get(caller, plan_id)
-    return _plan_page(
-        request, caller, view, flash="Your change was recorded with its reason." if recorded else None
-    )
+    done = "recorded" if recorded else request.query_params.get("done", "")
+    flash = _FLASHES.get(done)
+    return _plan_page(request, caller, view, rt, flash=flash)
 
 
-_OVERRIDE_MESSAGES = {
-    "reason": "Give the reason for this change (required).",
-    "action": "Choose edit or override.",
+_DECISION_MESSAGES = {
+    "reason": "Give the reason for this decision (required to decline).",
+    "replacement_text": "Give the new wording or the dose.",
+    "action": "Choose accept, modify or decline.",
     "replacement_kind": "Choose one of the listed kinds, or keep as is.",
 }
 
 
-def _override(request: Request, caller: Caller, plans: PlanService, plan_id: str, form: FormData) -> Response:
+def _decide(
+    request: Request, caller: Caller, plans: PlanService, rt: Runtime, plan_id: str, form: FormData
+) -> Response:
     form_id = str(form.get("form_id") or "")
-    typed = {k: str(form.get(k) or "") for k in ("action", "replacement_kind", "replacement_text", "reason")}
-    fields = {k: str(form.get(k) or "").strip() for k in ("code", "action", "reason", "section", "phase")}
-    fields |= {k: v.strip() for k, v in typed.items() if k in ("replacement_text", "replacement_kind")}
-    body = {k: v for k, v in fields.items() if v != "" or k == "reason"}
+    key = form_id if _FORM_ID.match(form_id) else "loc"
+    fields = ("code", "action", "reason", "section", "phase", "replacement_text", "replacement_kind", "dose")
+    typed = {k: str(form.get(k) or "") for k in fields}
+    body = {k: v.strip() for k, v in typed.items() if v.strip()}
     problem: str | None = None
     try:
         checked = OverrideIn.model_validate(body)
     except ValidationError as exc:
         first = problems_from_validation(exc)[0]
-        problem = _OVERRIDE_MESSAGES.get(first.field, f"{first.field}: {first.message}")
+        field = first.message.partition(":")[0] if first.field == "(intake)" else first.field
+        problem = _DECISION_MESSAGES.get(field, f"{field}: {first.message}")
     if problem is None:
         try:
-            plans.add_override(
-                caller,
-                plan_id,
-                OverrideRequest(
-                    code=checked.code,
-                    action=checked.action,
-                    reason=checked.reason,
-                    section=checked.section,
-                    phase=checked.phase,
-                    replacement_text=checked.replacement_text,
-                    replacement_kind=checked.replacement_kind,
-                ),
-            )
+            plans.add_override(caller, plan_id, override_request(checked))
         except InvalidRequest as exc:
-            problem = exc.problems[0].message if exc.problems else "This change could not be recorded."
+            problem = exc.problems[0].message if exc.problems else "This decision could not be recorded."
+        except Conflict as exc:  # signed or superseded meanwhile: the forms are gone, say it on top
+            view = plans.get(caller, plan_id)
+            return _plan_page(request, caller, view, rt, errors={"page": exc.message}, status=409)
         else:
             anchor = f"#item-{form_id}" if _FORM_ID.match(form_id) and form_id != "loc" else "#level-of-care"
             return RedirectResponse(f"/plans/{plan_id}?recorded=1{anchor}", status_code=303)
     else:
         plans.record(caller, "plan.override", "invalid", plan_id)
     view = plans.get(caller, plan_id)
-    key = form_id if _FORM_ID.match(form_id) else "loc"
-    return _plan_page(
-        request, caller, view, override_error={key: problem}, override_typed={key: typed}, status=422
-    )
+    return _plan_page(request, caller, view, rt, errors={key: problem}, typed={key: typed}, status=422)
 
 
 @router.post("/plans/{plan_id}/overrides", name="web.override", response_class=HTMLResponse)
-async def record_override(plan_id: str, request: Request, caller: PlanOverrider, plans: PlansDep) -> Response:
+async def record_override(
+    plan_id: str, request: Request, caller: PlanOverrider, plans: PlansDep, rt: RuntimeDep
+) -> Response:
+    return await _with_form(_decide, request, caller, plans, rt, plan_id)
+
+
+async def _with_form(
+    fn: Any, request: Request, caller: Caller, plans: PlanService, rt: Runtime, plan_id: str
+) -> Response:
+    """Read the posted form, then run the (blocking) handler off the event loop."""
     form = await request.form()
-    return await run_in_threadpool(_override, request, caller, plans, plan_id, form)
+    return await run_in_threadpool(fn, request, caller, plans, rt, plan_id, form)  # type: ignore[no-any-return]
+
+
+# ---------------------------------------------------------------- missing information
+
+
+def _answer_missing(
+    request: Request, caller: Caller, plans: PlanService, rt: Runtime, plan_id: str, form: FormData
+) -> Response:
+    field = str(form.get("field") or "")
+    answers = [str(v) for v in form.getlist("answer") if str(v).strip()]
+    view = plans.get(caller, plan_id)
+    if field not in {m.field for m in view.plan.missing_information}:
+        return _plan_page(request, caller, view, rt, errors={"missing": "Choose a listed field."}, status=422)
+    if answers == [NOT_APPLICABLE]:
+        reason = str(form.get("reason") or "").strip()[:2000] or "Not applicable to this patient."
+        request_ = OverrideRequest(
+            code=field, action="not_applicable", reason=reason, section="missing_information"
+        )
+        try:
+            plans.add_override(caller, plan_id, request_)
+        except (Conflict, InvalidRequest) as exc:
+            return _plan_page(request, caller, view, rt, errors={"missing": _message(exc)}, status=409)
+        return RedirectResponse(f"/plans/{plan_id}?done=marked#missing", status_code=303)
+    intake, problem = answered_intake(view.record.intake(), field, answers, plans.clock().date())
+    if problem is not None:
+        plans.record(caller, "plan.reevaluate", "invalid", plan_id)
+        return _plan_page(
+            request, caller, view, rt, errors={"missing": problem, "missing_field": field}, status=422
+        )
+    try:
+        record, _ = plans.reevaluate(caller, plan_id, intake)
+    except (IntakeError, InvalidRequest) as exc:
+        message = clinician_message(exc.problems[0]) if exc.problems else "This answer is not valid."
+        return _plan_page(
+            request, caller, view, rt, errors={"missing": message, "missing_field": field}, status=422
+        )
+    except Conflict as exc:
+        return _plan_page(request, caller, view, rt, errors={"missing": exc.message}, status=409)
+    return RedirectResponse(f"/plans/{record.id}?done=answered#missing", status_code=303)
+
+
+def _message(exc: Exception) -> str:
+    if isinstance(exc, InvalidRequest) and exc.problems:
+        return exc.problems[0].message
+    return str(getattr(exc, "message", "")) or "This could not be recorded."
+
+
+@router.post("/plans/{plan_id}/missing", name="web.missing", response_class=HTMLResponse)
+async def answer_missing(
+    plan_id: str, request: Request, caller: PlanReevaluator, plans: PlansDep, rt: RuntimeDep
+) -> Response:
+    return await _with_form(_answer_missing, request, caller, plans, rt, plan_id)
+
+
+# ---------------------------------------------------------------- sign-off, comments, amend
+
+
+def _sign(
+    request: Request, caller: Caller, plans: PlanService, rt: Runtime, plan_id: str, form: FormData
+) -> Response:
+    typed = {k: str(form.get(k) or "") for k in ("name", "credentials")}
+    body: dict[str, Any] = {k: v.strip() for k, v in typed.items()}
+    body["attest"] = form.get("attest") == "yes"
+    problem = None
+    try:
+        data = SignIn.model_validate(body)
+    except ValidationError as exc:
+        field = problems_from_validation(exc)[0].field
+        problem = {
+            "name": "Give your name as it should print on the plan.",
+            "attest": "Confirm that you have reviewed every line.",
+        }.get(field, "Check the sign-off details.")
+    if problem is None:
+        try:
+            plans.sign(caller, plan_id, SignRequest(data.name, data.credentials))
+        except Conflict as exc:
+            problem = exc.message
+        else:
+            return RedirectResponse(f"/plans/{plan_id}?done=signed", status_code=303)
+    else:
+        plans.record(caller, "plan.sign", "invalid", plan_id)
+    view = plans.get(caller, plan_id)
+    return _plan_page(request, caller, view, rt, errors={"sign": problem}, typed={"sign": typed}, status=422)
+
+
+@router.post("/plans/{plan_id}/sign", name="web.sign", response_class=HTMLResponse)
+async def sign_plan(
+    plan_id: str, request: Request, caller: PlanSigner, plans: PlansDep, rt: RuntimeDep
+) -> Response:
+    return await _with_form(_sign, request, caller, plans, rt, plan_id)
+
+
+def _comment(
+    request: Request, caller: Caller, plans: PlanService, rt: Runtime, plan_id: str, form: FormData
+) -> Response:
+    text = str(form.get("text") or "").strip()
+    if not text or len(text) > 2000:
+        plans.record(caller, "plan.comment", "invalid", plan_id)
+        view = plans.get(caller, plan_id)
+        message = "Write the comment (up to 2000 characters)."
+        return _plan_page(request, caller, view, rt, errors={"comment": message}, status=422)
+    plans.comment(caller, plan_id, text)
+    return RedirectResponse(f"/plans/{plan_id}?done=commented#comments", status_code=303)
+
+
+@router.post("/plans/{plan_id}/comments", name="web.comment", response_class=HTMLResponse)
+async def add_comment(
+    plan_id: str, request: Request, caller: PlanCommenter, plans: PlansDep, rt: RuntimeDep
+) -> Response:
+    return await _with_form(_comment, request, caller, plans, rt, plan_id)
+
+
+def _amend(request: Request, caller: Caller, plans: PlanService, rt: Runtime, plan_id: str) -> Response:
+    try:
+        record, _ = plans.reevaluate(caller, plan_id, None)
+    except Conflict as exc:
+        view = plans.get(caller, plan_id)
+        return _plan_page(request, caller, view, rt, errors={"amend": exc.message}, status=409)
+    return RedirectResponse(f"/plans/{record.id}?done=amended", status_code=303)
+
+
+@router.post("/plans/{plan_id}/amend", name="web.amend", response_class=HTMLResponse)
+async def amend_plan(
+    plan_id: str, request: Request, caller: PlanReevaluator, plans: PlansDep, rt: RuntimeDep
+) -> Response:
+    await request.form()
+    return await run_in_threadpool(_amend, request, caller, plans, rt, plan_id)
 
 
 # ---------------------------------------------------------------- correct and re-evaluate
@@ -392,8 +616,15 @@ async def record_override(plan_id: str, request: Request, caller: PlanOverrider,
 @router.get("/plans/{plan_id}/edit", name="web.edit", response_class=HTMLResponse)
 def edit_page(plan_id: str, request: Request, caller: PlanReevaluator, plans: PlansDep) -> Response:
     view = plans.get(caller, plan_id)
-    values = form_values(view.record.intake().model_dump(mode="json", exclude_none=True))
-    return _form_page(request, caller, values, action_href=f"/plans/{plan_id}/edit", previous=view.record)
+    values = stored_values(view.record.intake())
+    return _form_page(
+        request,
+        caller,
+        values,
+        action_href=f"/plans/{plan_id}/edit",
+        previous=view.record,
+        today=plans.clock().date(),
+    )
 
 
 @router.post("/plans/{plan_id}/edit", name="web.reevaluate", response_class=HTMLResponse)

@@ -29,6 +29,13 @@ class Use:
     locator: str
     rules: list[CitingRule] = field(default_factory=list)
 
+    def by_review(self) -> list[tuple[date | None, bool, list[str]]]:
+        """Citing rules grouped by review date (one date printed once): (date, overdue, ids)."""
+        groups: dict[date | None, list[CitingRule]] = {}
+        for r in self.rules:
+            groups.setdefault(r.review_date, []).append(r)
+        return [(d, any(r.overdue for r in rs), [r.id for r in rs]) for d, rs in groups.items()]
+
 
 @dataclass
 class Source:

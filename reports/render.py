@@ -16,11 +16,11 @@ from babel.dates import format_date
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
-from carepath.engine import CarePlan, RulePack, RulePackError, load_rulepack
-from carepath.reports import notices
+from carepath.engine import CarePlan, Intake, RulePack, RulePackError, load_rulepack
 from carepath.reports.i18n import pick_language, translations
 from carepath.reports.patient import as_patient
-from carepath.reports.view import PHASES, clinician_view, patient_view
+from carepath.reports.record import Recorded
+from carepath.reports.view import clinician_view, patient_view
 
 __all__ = ["AUDIENCES", "DOCUMENT_TITLE", "render_html", "render_impact_html", "stylesheet"]
 
@@ -77,17 +77,30 @@ def render_html(
     *,
     pack: RulePack | None = None,
     patient: Any = None,
+    intake: Intake | None = None,
+    recorded: Recorded | None = None,
+    appendix: bool = True,
+    embed_css: bool = True,
 ) -> str:
-    """The clinician draft or the patient summary as one self-contained HTML page."""
+    """The clinician draft or the patient summary as one self-contained HTML page.
+
+    ``intake`` fills what a plan assembled before Pathway v2 lacks (DSM-5 count, dimension
+    ratings, incomplete-intake banner); ``recorded`` carries the decisions and the sign-off;
+    ``appendix`` prints the evidence appendix of the clinician draft; ``embed_css=False`` leaves
+    the stylesheet out (``reports.pdf`` passes its parsed copy instead).
+    """
     if audience not in AUDIENCES:
         raise ValueError(f"audience must be one of {AUDIENCES}")
     who = as_patient(patient)
     lang = pick_language(language) if audience == "patient" else "en"
-    common = {"css": Markup(stylesheet()), "title": DOCUMENT_TITLE, "notices": notices, "lang": lang}
+    css = Markup(stylesheet()) if embed_css else None
+    common = {"css": css, "title": DOCUMENT_TITLE, "lang": lang}
     if audience == "patient":
-        return _env(lang).get_template("patient.html").render(v=patient_view(plan, who, lang), **common)
-    view = clinician_view(plan, pack if pack is not None else _default_pack(), who)
-    return _env("en").get_template("clinician.html").render(v=view, phases=PHASES, **common)
+        view = patient_view(plan, who, lang, recorded)
+        return _env(lang).get_template("patient.html").render(v=view, **common)
+    pack = pack if pack is not None else _default_pack()
+    view = clinician_view(plan, pack, who, intake=intake, recorded=recorded, with_appendix=appendix)
+    return _env("en").get_template("clinician.html").render(v=view, **common)
 
 
 def _default_pack() -> RulePack | None:

@@ -42,7 +42,8 @@ def _intake(path: Path, **patient: str) -> dict:
 def _pdf(engine: Engine, intake: dict, audience: str = "clinician", language: str | None = None) -> bytes:
     parsed = parse_intake_obj(intake)
     plan = engine.evaluate(parsed, STAMP)
-    return render_pdf(plan, audience, language, pack=engine.pack, patient=patient_from_intake(parsed))
+    who = patient_from_intake(parsed)
+    return render_pdf(plan, audience, language, pack=engine.pack, patient=who, intake=parsed)
 
 
 def _page_with(pdf: Path, text: str) -> int:
@@ -71,7 +72,6 @@ def main() -> None:
         _png(long_pdf, 1, "report-long-p1")
         _png(long_pdf, 2, "report-long-p2")
         for heading, name in (
-            ("Medication choice: comparison", "report-long-medication-table"),
             ("Clinician review and signature", "report-long-schedule-signature"),
             ("Evidence appendix", "report-long-appendix"),
         ):

@@ -34,6 +34,7 @@ CHROMIUM_ARGS = [
 EMAIL = "dr.e2e@clinic-e2e.example"
 PASSWORD = "e2e correct horse battery"
 STARTUP_LIMIT_S = 90.0  # a limit on waiting, never an assertion about speed
+PDF_TIMEOUT_MS = 180_000  # a limit on waiting for a PDF on a loaded 2-core host, not a speed assertion
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 
 
@@ -162,3 +163,14 @@ def sign_in(page: object, server: LiveServer, next_path: str = "/") -> None:
     page.fill("#password", PASSWORD)  # type: ignore[attr-defined]
     page.click("button[type=submit]")  # type: ignore[attr-defined]
     page.wait_for_url(server.url + next_path)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def page(browser, live_server):
+    """A signed-in clinician's page at 1280 x 900."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB")
+    p = context.new_page()
+    p.set_default_timeout(30_000)
+    sign_in(p, live_server)
+    yield p
+    context.close()

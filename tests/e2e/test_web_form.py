@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
 from carepath.api.intake_fields import FIELD_BY_PATH, form_values
-from tests.e2e.conftest import LiveServer, sign_in
+from tests.e2e.conftest import PDF_TIMEOUT_MS, LiveServer, sign_in
 
 # A realistic case: 29-year-old woman, daily fentanyl (smoked and injected), in mild-to-moderate
 # withdrawal, passive suicidal ideation with depression, hepatitis C, unstable housing, wants
@@ -70,16 +68,6 @@ def plan_count(page, server: LiveServer) -> int:
     return len(r.json()["items"])
 
 
-@pytest.fixture
-def page(browser, live_server):
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB")
-    p = context.new_page()
-    p.set_default_timeout(30_000)
-    sign_in(p, live_server)
-    yield p
-    context.close()
-
-
 def test_form_is_accessible_and_grouped_like_the_contract(page):
     assert page.locator("h1").inner_text() == "New OUD assessment"
     legends = page.locator("fieldset.group > legend").all_inner_texts()
@@ -96,7 +84,7 @@ def test_form_is_accessible_and_grouped_like_the_contract(page):
     assert page.is_checked("#f-medical-hiv-unknown")
 
 
-def test_submit_a_realistic_case_see_the_plan_open_reports_and_record_an_override(
+def test_submit_a_realistic_case_see_the_plan_open_reports_and_record_a_decision(
     page, live_server, screenshot_dir
 ):
     before = plan_count(page, live_server)
@@ -109,52 +97,56 @@ def test_submit_a_realistic_case_see_the_plan_open_reports_and_record_an_overrid
         page.click("#submit-intake")
     assert re.search(r"/plans/pl_[A-Za-z0-9_-]{22}$", page.url), page.url
     assert plan_count(page, live_server) == before + 1
-    assert "DRAFT - requires clinician review" in page.locator(".draft-banner").inner_text()
-    assert page.locator("#level-of-care .label").inner_text().strip()
+    assert "DRAFT - requires clinician review" in page.locator(".status-banner").inner_text()
+    assert page.locator("#level-of-care .loc-label").inner_text().strip()
     assert page.locator(".alert").count() >= 1
     assert page.locator("article.item").count() >= 3
-    assert page.locator("#phase-harm_reduction").is_visible()
+    assert page.locator("article.item[data-code^='hr.']").first.is_visible()
 
-    pdf = page.request.get(live_server.url + page.get_attribute("#link-pdf", "href"))
+    pdf_href = page.get_attribute("form:has(#link-pdf)", "action")
+    pdf = page.request.get(live_server.url + pdf_href, timeout=PDF_TIMEOUT_MS)
     assert pdf.status == 200
     assert pdf.headers["content-type"].startswith("application/pdf")
     assert pdf.body()[:5] == b"%PDF-"
     html = page.request.get(live_server.url + page.get_attribute("#link-html", "href"))
     assert html.status == 200 and "text/html" in html.headers["content-type"]
-    patient_href = page.get_attribute("#link-patient", "href")
-    assert "audience=patient" in patient_href
-    assert page.request.get(live_server.url + patient_href).status == 200
+    assert page.get_attribute("form:has(#link-patient) input[name=audience]", "value") == "patient"
+    assert page.locator("#ps-language option").all_inner_texts() == ["English", "Spanish", "German"]
     fhir = page.request.get(live_server.url + page.get_attribute("#link-fhir", "href"))
     assert fhir.status == 200 and fhir.json()["resourceType"] == "Bundle"
 
-    item = page.locator("#phase-harm_reduction article.item").first
-    item.locator("details.override > summary").click()
-    item.locator("select[name=action]").select_option("override")
-    item.locator("select[name=replacement_kind]").select_option("consider")
+    item = page.locator("article.item[data-code='hr.naloxone']").first
+    item.locator("details.change > summary").click()
+    item.locator("input[name=action][value=modify]").check()
+    item.locator("textarea[name=replacement_text]").fill(
+        "Naloxone: patient already carries two kits; check expiry."
+    )
     item.locator("textarea[name=reason]").fill(
         "Patient already carries two naloxone kits from the syringe service."
     )
     with page.expect_navigation():
-        item.locator("button[type=submit]").click()
+        item.locator("button[id^=record-]").click()
     assert "recorded=1" in page.url
-    assert "was recorded" in page.locator(".flash").inner_text()
-    note = page.locator("#phase-harm_reduction .overrides").first.inner_text()
-    assert "Patient already carries two naloxone kits" in note
-    page.screenshot(path=str(screenshot_dir / "web-plan.png"), full_page=True)
+    assert "recorded" in page.locator(".flash").inner_text()
+    line = page.locator("article.item[data-code='hr.naloxone']").first
+    assert "check expiry" in line.inner_text()
+    assert "Patient already carries two naloxone kits" in line.locator(".reason").inner_text()
+    assert "modified" in line.locator(".decision").inner_text().lower()
 
 
-def test_override_without_reason_is_refused_next_to_the_reason(page, live_server):
+def test_decline_without_reason_is_refused_next_to_the_reason(page, live_server):
     page.goto(live_server.url + "/")
     fill(page, {"assessment_date": "2026-03-02", "patient": {"age": 41}, "stage": "active_use"})
     with page.expect_navigation():
         page.click("#submit-intake")
     item = page.locator("article.item").first
-    item.locator("details.override > summary").click()
+    item.locator("details.change > summary").click()
+    item.locator("input[name=action][value=decline]").check()
     with page.expect_navigation():
-        item.locator("button[type=submit]").click()
-    error = page.locator(".override-form .field-error")
+        item.locator("button[id^=record-]").click()
+    error = page.locator(".decision-form .field-error")
     assert error.count() == 1 and "reason" in error.inner_text().lower()
-    assert page.locator(".overrides").count() == 0
+    assert page.locator(".reason").count() == 0
 
 
 def test_invalid_form_shows_the_error_next_to_the_field_and_stores_nothing(page, live_server):
@@ -200,5 +192,6 @@ def test_the_form_works_without_javascript(browser, live_server):
             page.click("#submit-intake")
         assert "/plans/pl_" in page.url
         assert page.locator("#level-of-care").is_visible()
+        assert page.locator("#f-current_treatment-moud").count() == 0
     finally:
         context.close()

@@ -36,7 +36,7 @@ def normalise(html: str) -> str:
 def snapshot(path: Path, engine, pack) -> str:
     intake = parse_intake_obj(yaml.safe_load(path.read_text(encoding="utf-8"))["intake"])
     plan = engine.evaluate(intake, FIXED_TIME)
-    return normalise(render_html(plan, pack=pack, patient=patient_from_intake(intake)))
+    return normalise(render_html(plan, pack=pack, patient=patient_from_intake(intake), intake=intake))
 
 
 @pytest.mark.parametrize("path", VIGNETTES, ids=[p.stem for p in VIGNETTES])

@@ -171,3 +171,30 @@ def test_helplines_by_jurisdiction(jurisdiction, rich_plan):
     for line in HELPLINES[jurisdiction]:
         if not line.languages:
             assert line.number in text
+
+
+def test_summary_follows_the_decisions_of_record(rich_plan, patient):
+    from datetime import UTC, datetime
+
+    from carepath.reports.record import Decision, Recorded, Signature
+
+    at = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    cbt = translations("en").gettext("code.psy.cbt")
+    before = visible_text(render_html(rich_plan, "patient", "en", patient=patient))
+    assert cbt in before and "DRAFT" in before
+    decisions = {
+        "psy.cbt": Decision("psy.cbt", "declined", "Already in CBT", "dr@x", at),
+        "moud.buprenorphine": Decision(
+            "moud.buprenorphine", "modified", "", "dr@x", at, dose="8 mg on day 1"
+        ),
+    }
+    sig = Signature("dr@x", "Dr Ana Ruiz", "MD", at, "ef" * 32)
+    rec = Recorded(rich_plan.plan_id, 1, "dr@x", at, decisions=decisions, signature=sig)
+    after = visible_text(
+        render_html(rich_plan, "patient", "en", patient=patient, recorded=rec), drop_footer=True
+    )
+    assert cbt not in after  # declined: not told to the patient
+    assert "Your clinician's note: 8 mg on day 1" in after
+    assert "Already in CBT" not in after  # the clinician's reason stays in the clinician's record
+    assert "DRAFT" not in after
+    assert "Checked by your clinician Dr Ana Ruiz" in after

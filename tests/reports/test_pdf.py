@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from pypdf import PdfReader
 
-from carepath.reports.notices import PART2_NOTICE
+from carepath.reports.notices import CONFIDENTIALITY, PART2_NOTICE
 from carepath.reports.pdf import AssetOnlyFetcher, RefusedURL, html_to_pdf, render_pdf, render_pdf_async
 from tests.reports.helpers import pdf_pages, squash
 
@@ -33,10 +33,28 @@ def test_every_page_has_notice_draft_mark_hash_and_page_number(which, request, r
     assert len(pages) >= 2
     for n, text in enumerate(pages, start=1):
         flat = squash(text)
-        assert squash(PART2_NOTICE) in flat, f"page {n} lacks the Part 2 notice"
+        assert squash(CONFIDENTIALITY["US"].short) in flat, f"page {n} lacks the short Part 2 notice"
         assert "DRAFT-requiresclinicianreview" in flat, f"page {n} lacks the draft mark"
         assert plan.ruleset.sha256 in flat, f"page {n} lacks the ruleset hash"
         assert f"Page{n}of{len(pages)}" in flat, f"page {n} lacks 'page X of Y'"
+    assert squash(" ".join(pages)).count(squash(PART2_NOTICE)) == 1, "the full notice prints once"
+
+
+def test_signed_pdf_says_signed_by_and_the_content_hash_on_every_page(rich_plan, pack, patient):
+    from datetime import UTC, datetime
+
+    from carepath.reports.record import Recorded, Signature
+
+    at = datetime(2026, 3, 2, 15, 30, tzinfo=UTC)
+    sig = Signature("dr@clinic.example", "Dr Ana Ruiz", "MD", at, "cd" * 32)
+    rec = Recorded(rich_plan.plan_id, 1, "dr@clinic.example", at, signature=sig)
+    pages = pdf_pages(render_pdf(rich_plan, pack=pack, patient=patient, recorded=rec))
+    for n, text in enumerate(pages, start=1):
+        flat = squash(text)
+        assert "SignedbyDrAnaRuiz,MD" in flat and "cd" * 32 in flat, f"page {n}"
+        assert "DRAFT" not in flat, f"page {n} still says DRAFT"
+    summary = pdf_pages(render_pdf(rich_plan, "patient", "en", patient=patient, recorded=rec))
+    assert all("DRAFT" not in squash(p) for p in summary) and "DrAnaRuiz" in squash(summary[0])
 
 
 def test_patient_summary_pages_are_marked_draft(rich_plan, patient):
@@ -48,7 +66,8 @@ def test_patient_summary_pages_are_marked_draft(rich_plan, patient):
 
 def test_every_citation_in_the_pdf_appendix(long_pdf, rich_plan):
     pages = pdf_pages(long_pdf)
-    appendix = squash(" ".join(pages[i] for i, p in enumerate(pages) if "Evidenceappendix" in squash(p)))
+    start = next(i for i, p in enumerate(pages) if "Evidenceappendix" in squash(p))
+    appendix = squash(" ".join(pages[start:]))
     assert appendix
     for entry in [*rich_plan.items(), *rich_plan.alerts]:
         for c in entry.citations:

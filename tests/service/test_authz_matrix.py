@@ -63,6 +63,21 @@ ROWS: dict[tuple[str, str], Row] = {
     ("GET", "/plans/{plan_id}"): Row("clinician", "admin", "404"),
     ("POST", "/plans/{plan_id}/overrides"): Row("clinician", "reviewer", "404", PASSED_AUTHZ, body="form"),
     ("GET", "/plans/{plan_id}/edit"): Row("clinician", "reviewer", "404"),
+    # issue 8: decisions of record, sign-off, comments, the worklist
+    ("POST", "/v1/plans/search"): Row("clinician", "admin", "invisible", body="search"),
+    ("GET", "/v1/plans/{plan_id}/decisions"): Row("reviewer", "admin", "404"),
+    ("POST", "/v1/plans/{plan_id}/sign"): Row("clinician", "reviewer", "404", body="sign"),
+    ("POST", "/v1/plans/{plan_id}/comments"): Row("reviewer", "admin", "404", {201}, body="comment"),
+    ("GET", "/plans"): Row("clinician", "admin", "invisible"),
+    ("POST", "/plans"): Row("reviewer", "admin", "invisible", body="form"),
+    ("POST", "/plans/{plan_id}/sign"): Row("clinician", "reviewer", "404", PASSED_AUTHZ, body="form"),
+    ("POST", "/plans/{plan_id}/comments"): Row("reviewer", "admin", "404", PASSED_AUTHZ, body="form"),
+    ("POST", "/plans/{plan_id}/missing"): Row(
+        "clinician", "reviewer", "404", PASSED_AUTHZ, body="form", fresh_plan=True
+    ),
+    ("POST", "/plans/{plan_id}/amend"): Row(
+        "clinician", "reviewer", "404", PASSED_AUTHZ, body="form", fresh_plan=True
+    ),
     ("POST", "/plans/{plan_id}/edit"): Row(
         "clinician", "reviewer", "404", PASSED_AUTHZ, body="form", fresh_plan=True
     ),
@@ -119,6 +134,9 @@ def test_only_the_right_user_gets_through(shared_server, example_intake, route):
             "form": {"_form": {"reason": "matrix", "code": item["code"], "action": "edit"}},
             "consent": {"patient_id": "mrn-matrix", "recipient": "Dr Matrix", "purpose": "treatment"},
             "patient": {"patient_id": "mrn-matrix"},
+            "search": {},
+            "sign": {"name": "Dr Matrix", "attest": True},
+            "comment": {"text": "matrix comment"},
             None: None,
         }
 

@@ -134,6 +134,9 @@ def test_no_canary_in_logs_or_error_responses(tmp_path, example_intake):
             {"code": item["code"], "action": MRN, "reason": REASON},
             {"code": item["code"], "action": "edit", "reason": REASON * 100},
             {"code": item["code"], "action": "edit", "reason": REASON, NAME: MRN},
+            {"code": item["code"], "action": "decline", "reason": REASON},
+            {"code": item["code"], "action": "modify", "dose": NAME, "reason": REASON},
+            {"code": item["code"], "action": "decline"},
         ):
             call(
                 "POST",
@@ -142,6 +145,53 @@ def test_no_canary_in_logs_or_error_responses(tmp_path, example_intake):
                 json=body,
                 headers=alice.headers,
             )
+        call("GET", "/v1/plans/{plan_id}/decisions", f"/v1/plans/{v2id}/decisions", headers=alice.headers)
+        call("POST", "/v1/plans/search", "/v1/plans/search", json={"patient": NAME}, headers=alice.headers)
+        call(
+            "POST",
+            "/v1/plans/search",
+            "/v1/plans/search",
+            json={"patient": MRN, "x": NAME},
+            headers=alice.headers,
+        )
+        call("GET", "/plans", "/plans", headers=alice.headers)
+        call("POST", "/plans", "/plans", data={"patient": NAME}, headers=alice.headers)
+        call(
+            "POST",
+            "/v1/plans/{plan_id}/comments",
+            f"/v1/plans/{v2id}/comments",
+            json={"text": REASON},
+            headers=rita.headers,
+        )
+        call(
+            "POST",
+            "/plans/{plan_id}/comments",
+            f"/plans/{v2id}/comments",
+            data={"text": REASON},
+            headers=rita.headers,
+        )
+        call(
+            "POST",
+            "/plans/{plan_id}/missing",
+            f"/plans/{v2id}/missing",
+            data={"field": "social.days_since_release", "answer": NAME},
+            headers=alice.headers,
+        )
+        call(
+            "POST",
+            "/v1/plans/{plan_id}/sign",
+            f"/v1/plans/{v2id}/sign",
+            json={"name": NAME},
+            headers=alice.headers,
+        )
+        call(
+            "POST",
+            "/plans/{plan_id}/sign",
+            f"/plans/{v2id}/sign",
+            data={"name": NAME, "credentials": MRN, "attest": "yes"},
+            headers=alice.headers,
+        )
+        call("POST", "/plans/{plan_id}/amend", f"/plans/{v2id}/amend", headers=alice.headers)
         call("GET", "/v1/overrides/summary", "/v1/overrides/summary", headers=rita.headers)
         call("GET", "/v1/rules", "/v1/rules", headers=rita.headers)
         call("GET", "/health", "/health")

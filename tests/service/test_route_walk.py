@@ -36,6 +36,16 @@ EXPECTED = {
     ("GET", "/v1/plans/{plan_id}/fhir"),
     ("GET", "/cds-services"),
     ("POST", "/cds-services/{service_id}"),
+    ("GET", "/plans"),
+    ("POST", "/plans"),
+    ("POST", "/v1/plans/search"),
+    ("GET", "/v1/plans/{plan_id}/decisions"),
+    ("POST", "/v1/plans/{plan_id}/sign"),
+    ("POST", "/v1/plans/{plan_id}/comments"),
+    ("POST", "/plans/{plan_id}/sign"),
+    ("POST", "/plans/{plan_id}/comments"),
+    ("POST", "/plans/{plan_id}/missing"),
+    ("POST", "/plans/{plan_id}/amend"),
 }
 BAD_CREDENTIALS = (
     {},

@@ -2,7 +2,7 @@
 consent and disclosures, sign-in lockout; TRUNCATE refused on append-only tables.
 
 Revision ID: 0004
-Revises: 0001
+Revises: 0002
 Create Date: 2026-12-02
 """
 
@@ -12,12 +12,12 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004"
-down_revision = "0001"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
 TS = sa.DateTime(timezone=True)
-APPEND_ONLY_BEFORE = ("plans", "plan_codes", "overrides", "override_rules", "audit_log")
+APPEND_ONLY_BEFORE = ("plans", "plan_codes", "overrides", "override_rules", "audit_log", "signatures", "comments", "plan_patients")
 APPEND_ONLY_NEW = ("plan_subjects", "disclosures")
 
 
