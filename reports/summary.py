@@ -118,6 +118,7 @@ class MedOption:
     preferred: bool
     current: bool
     decision: Decision | None
+    code: str | None = None
 
 
 @dataclass(frozen=True)
@@ -310,6 +311,7 @@ def _medications(
                 preferred=o.preferred,
                 current=o.current,
                 decision=decided(o.code),
+                code=o.code,
             )
             for o in plan.medication_decision.options
         ]
