@@ -34,6 +34,9 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "auth.logout": _ANYONE,
     "session.read": _ANYONE,
     "form.use": _WRITERS,
+    "cds.feedback": _READERS,  # CDS Hooks feedback by token (EHRs send it with their JWT)
+    "knowledge.read": _ANYONE,  # the rule pack as FHIR knowledge artifacts (no patient data)
+    "fhir.questionnaire": _ANYONE,  # the intake Questionnaire (no patient data)
 }
 
 AUDITED: frozenset[str] = frozenset(
@@ -47,6 +50,8 @@ AUDITED: frozenset[str] = frozenset(
         "plan.list",
         "plan.fhir",
         "cds.evaluate",
+        "cds.feedback",
+        "cds.prefill",
         "auth.login",
         "auth.logout",
     }
