@@ -400,7 +400,11 @@ def _md(text: str) -> str:
 
 
 def _cites(item: Item | Alert, shorts: Mapping[str, str]) -> str:
-    return ", ".join(f"{shorts.get(c.key, c.key)} {c.locator}" for c in item.citations[:2])
+    out = []
+    for c in item.citations[:2]:
+        short = shorts.get(c.key, c.key)
+        out.append(c.locator if short in c.locator else f"{short} {c.locator}")
+    return ", ".join(out)
 
 
 def _source(ctx: CardContext, plan: CarePlan | None, code: str) -> dict[str, Any]:
@@ -582,7 +586,7 @@ def _plan_detail(plan: CarePlan, ctx: CardContext) -> str:
     return "\n".join(lines)
 
 
-def _plan_card(plan: CarePlan, ctx: CardContext) -> IssuedCard:
+def _plan_card(plan: CarePlan, ctx: CardContext, elsewhere: set[str] | None = None) -> IssuedCard:
     loc = plan.level_of_care
     parts = [
         fit_summary([f"{outputs()['cards']['summary_prefix']}: {loc.label}"]),
@@ -591,7 +595,7 @@ def _plan_card(plan: CarePlan, ctx: CardContext) -> IssuedCard:
     ]
     summary = fit_summary(parts)
     card = _base_card(ctx, plan, loc.code, summary, "info", _plan_detail(plan, ctx))
-    actionable = _actionable(plan, ctx)
+    actionable = [i for i in _actionable(plan, ctx) if i.code not in (elsewhere or set())]
     if actionable:
         card["suggestions"] = [_suggestion(ctx, plan, i, i.code == "hr.naloxone" or i.code.startswith("moud.")) for i in actionable]
         card["selectionBehavior"] = "any"
@@ -628,7 +632,7 @@ def _missing_detail(missing: Sequence[tuple[str, str, str]], ctx: CardContext) -
     lines = ["Answer these in carepath (the link opens the form pre-filled with what was read):", ""]
     if safety:
         lines.append("**Could change safety findings:**")
-        lines += [f"- {_md(label)}" + (f" ({_md(reasons[f])})" if f in reasons else "") for f, label, _ in safety]
+        lines += [f"- {_md(label)}" + (f": {_md(reasons[f])}" if f in reasons else "") for f, label, _ in safety]
         lines.append("")
     if other:
         lines.append("**Could change the plan:** " + "; ".join(_md(label) for _, label, _ in other))
@@ -660,7 +664,13 @@ def cards_for(plan: CarePlan, ctx: CardContext) -> list[IssuedCard]:
     """Alert cards (urgent first), the pathway card, then what is still missing."""
     alerts = sorted((a for a in plan.alerts if a.severity in ("urgent", "warning")), key=lambda a: a.severity != "urgent")
     cards = [_alert_card(plan, a, ctx) for a in alerts]
-    cards.append(_plan_card(plan, ctx))
+    on_alerts = {
+        a["resource"].get("code", a["resource"].get("medicationCodeableConcept", {}))["coding"][-1]["code"]
+        for c in cards
+        for s in c.card.get("suggestions", ())
+        for a in s["actions"]
+    }
+    cards.append(_plan_card(plan, ctx, on_alerts))  # an order is suggested on one card only
     missing = [(m.field, m.label, m.impact) for m in plan.missing_information]
     if missing:
         cards.append(_missing_card(missing, ctx, plan))

@@ -583,7 +583,7 @@ class _Reader:
             reason = self.reasons.get(path)
             if reason is None:
                 source = FIELD_SOURCES.get(path)
-                reason = f"not found in the chart ({source})" if source else NOT_FROM_CHART
+                reason = f"not in the chart (looked for: {source})" if source else NOT_FROM_CHART
             out.append(Unfilled(path, field_label(path), reason))
         return out
 
