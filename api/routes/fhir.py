@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -133,12 +132,18 @@ def submit_questionnaire_response(request: Request, caller: PlanWriter, plans: P
     return _fhir(care_plan_bundle(record.plan(), subject=subject), 201, headers)
 
 
-@lru_cache(maxsize=4)
-def _knowledge(sha256: str, pack: RulePack) -> dict[str, Any]:
-    bundle = knowledge_bundle(pack)
-    for entry in bundle["entry"]:
-        validate_resource(entry["resource"])
-    return bundle
+_KNOWLEDGE: dict[str, dict[str, Any]] = {}
+
+
+def _knowledge(pack: RulePack) -> dict[str, Any]:
+    """Built and validated once per rule pack (keyed by its sha256)."""
+    if pack.sha256 not in _KNOWLEDGE:
+        bundle = knowledge_bundle(pack)
+        for entry in bundle["entry"]:
+            validate_resource(entry["resource"])
+        _KNOWLEDGE.clear()
+        _KNOWLEDGE[pack.sha256] = bundle
+    return _KNOWLEDGE[pack.sha256]
 
 
 @router.get(
@@ -149,5 +154,4 @@ def _knowledge(sha256: str, pack: RulePack) -> dict[str, Any]:
     responses={200: {"content": {FHIR_JSON: {}}}, **_AUTH},
 )
 def rules_fhir(caller: KnowledgeReader, rt: RuntimeDep) -> JSONResponse:
-    pack = rt.engine.pack
-    return _fhir(_knowledge(pack.sha256, pack))
+    return _fhir(_knowledge(rt.engine.pack))

@@ -35,6 +35,11 @@ EXPECTED = {
     ("GET", "/v1/plans/{plan_id}/fhir"),
     ("GET", "/cds-services"),
     ("POST", "/cds-services/{service_id}"),
+    ("POST", "/cds-services/{service_id}/feedback"),
+    ("GET", "/v1/cds/feedback/summary"),
+    ("GET", "/fhir/Questionnaire/carepath-intake"),
+    ("POST", "/fhir/QuestionnaireResponse"),
+    ("GET", "/v1/rules/fhir"),
 }
 BAD_CREDENTIALS = (
     {},
