@@ -50,7 +50,7 @@ def _carepath() -> list[str]:
     if script.exists():
         return [str(script)]
     found = shutil.which("carepath")
-    return [found] if found else [sys.executable, "-m", "api"]
+    return [found] if found else [sys.executable, "-m", "carepath.api"]
 
 
 def _free_port() -> int:

@@ -32,7 +32,7 @@ CANARIES = (NAME, "Canarywood", "CANARY", "Traceback")
 
 def cli() -> list[str]:
     script = shutil.which("carepath")
-    return [script] if script else [sys.executable, "-c", "from api.cli import main; main()"]
+    return [script] if script else [sys.executable, "-c", "from carepath.api.cli import main; main()"]
 
 
 def carepath(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -130,7 +130,7 @@ def test_cli_format_fhir(tmp_path):
         [
             sys.executable,
             "-c",
-            "from api.cli import main; main()",
+            "from carepath.api.cli import main; main()",
             "evaluate",
             str(ROOT / "examples" / "intake-fentanyl.json"),
         ]

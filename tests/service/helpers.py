@@ -163,7 +163,7 @@ class ProcessServer:
         self.stderr = self.log_dir / f"server-{self.port}-{self.n}.err"
         with open(self.stdout, "wb") as out, open(self.stderr, "wb") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "api", "serve", "--port", str(self.port)],
+                [sys.executable, "-m", "carepath.api", "serve", "--port", str(self.port)],
                 cwd=ROOT,
                 env=self.env,
                 stdout=out,
@@ -236,7 +236,7 @@ def run_cli(
         if k not in ("DATABASE_URL", "CAREPATH_DATABASE_URL", "CAREPATH_PASSWORD")
     }
     return subprocess.run(
-        [sys.executable, "-m", "api", *args],
+        [sys.executable, "-m", "carepath.api", *args],
         cwd=ROOT,
         env={**inherited, "CAREPATH_DATA_DIR": str(data_dir), **(env or {})},
         input=stdin,

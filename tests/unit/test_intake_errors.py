@@ -31,7 +31,7 @@ ALWAYS_ABSENT = (NAME, "Canarywood", MRN, "55821", "Traceback", 'File "')
 
 def cli() -> list[str]:
     script = shutil.which("carepath")
-    return [script] if script else [sys.executable, "-c", "from api.cli import main; main()"]
+    return [script] if script else [sys.executable, "-c", "from carepath.api.cli import main; main()"]
 
 
 def intake(**sections: Any) -> dict[str, Any]:
