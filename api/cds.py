@@ -98,7 +98,9 @@ def _prefetch() -> dict[str, str]:
         "observations": f"Observation?patient={p}&code={_observation_codes()}&_sort=-date&_count=100",
         "assessments": f"Observation?patient={p}&category=survey&_sort=-date&_count=50",
         "encounters": f"Encounter?patient={p}&_sort=-date&_count=50",
-        "intake": f"QuestionnaireResponse?patient={p}&questionnaire={QUESTIONNAIRE_URL}&_sort=-authored&_count=1",
+        "intake": (
+            f"QuestionnaireResponse?patient={p}&questionnaire={QUESTIONNAIRE_URL}&_sort=-authored&_count=1"
+        ),
     }
 
 
@@ -144,7 +146,9 @@ def discovery() -> dict[str, Any]:
 class HookRequestError(Exception):
     """A hook call that cannot be answered. ``status`` is the HTTP status; messages never quote input."""
 
-    def __init__(self, status: int, message: str, problems: list[FieldProblem] | None = None, outcome: str = "invalid") -> None:
+    def __init__(
+        self, status: int, message: str, problems: list[FieldProblem] | None = None, outcome: str = "invalid"
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -238,12 +242,16 @@ def _resources(value: Any, types: Sequence[str]) -> list[Mapping[str, Any]] | No
     if kind in types:
         return [value]
     if kind != "Bundle":
-        raise HookRequestError(400, "a prefetch value is neither a Bundle nor the resource its template asks for")
+        raise HookRequestError(
+            400, "a prefetch value is neither a Bundle nor the resource its template asks for"
+        )
     out = []
     for entry in value.get("entry") or ():
         res = entry.get("resource") if isinstance(entry, Mapping) else None
         if isinstance(res, Mapping) and res.get("resourceType") in types:
-            mode = (entry.get("search") or {}).get("mode") if isinstance(entry.get("search"), Mapping) else None
+            mode = (
+                (entry.get("search") or {}).get("mode") if isinstance(entry.get("search"), Mapping) else None
+            )
             if mode in (None, "match"):
                 out.append(res)
     return out
@@ -266,7 +274,9 @@ def chart_from_prefetch(values: Mapping[str, Any], patient_id: str) -> tuple[Cha
         elif patient.get("resourceType") != "Patient":
             raise HookRequestError(400, "prefetch 'patient' is not a Patient resource")
         elif patient.get("id") != patient_id:
-            raise HookRequestError(400, "prefetch 'patient' is another patient than context.patientId", outcome="mismatch")
+            raise HookRequestError(
+                400, "prefetch 'patient' is another patient than context.patientId", outcome="mismatch"
+            )
 
     def group(*keys: str) -> list[Mapping[str, Any]] | None:
         present = [k for k in keys if k in values]
@@ -280,14 +290,18 @@ def chart_from_prefetch(values: Mapping[str, Any], patient_id: str) -> tuple[Cha
             for res in found:
                 if not _references_patient(res, patient_id):
                     raise HookRequestError(
-                        400, f"prefetch '{key}' holds data about another patient than context.patientId", outcome="mismatch"
+                        400,
+                        f"prefetch '{key}' holds data about another patient than context.patientId",
+                        outcome="mismatch",
                     )
             out += found
         return out
 
     qr = questionnaire_response_from_bundle(values.get("intake"))
     if qr is not None and qr.get("subject") is not None and not _references_patient(qr, patient_id):
-        raise HookRequestError(400, "prefetch 'intake' is about another patient than context.patientId", outcome="mismatch")
+        raise HookRequestError(
+            400, "prefetch 'intake' is about another patient than context.patientId", outcome="mismatch"
+        )
     chart = Chart(
         patient=patient if isinstance(patient, Mapping) else None,
         conditions=group("conditions"),
@@ -310,9 +324,16 @@ def intake_for(chart_intake: ChartIntake, qr: Mapping[str, Any] | None) -> tuple
         try:
             answers = intake_from_questionnaire_response(qr)
         except FhirInputError as exc:
-            raise HookRequestError(400, "prefetch 'intake' is not a usable QuestionnaireResponse", exc.problems) from None
+            raise HookRequestError(
+                400, "prefetch 'intake' is not a usable QuestionnaireResponse", exc.problems
+            ) from None
         try:
-            parse_intake_obj(merge_intakes(answers, {"assessment_date": chart_intake.intake["assessment_date"], "patient": {"age": 30}}))
+            parse_intake_obj(
+                merge_intakes(
+                    answers,
+                    {"assessment_date": chart_intake.intake["assessment_date"], "patient": {"age": 30}},
+                )
+            )
         except IntakeError as exc:
             qr_fields = set(_leaves(answers))
             bad = [p for p in exc.problems if p.field.split("[")[0] in qr_fields]
@@ -328,7 +349,9 @@ def intake_for(chart_intake: ChartIntake, qr: Mapping[str, Any] | None) -> tuple
         except IntakeError as exc:
             chart_fields = {p.field.split("[")[0] for p in exc.problems} - set(_leaves(answers or {}))
             if not chart_fields:
-                raise HookRequestError(422, "the intake read from the chart is not valid", exc.problems) from None
+                raise HookRequestError(
+                    422, "the intake read from the chart is not valid", exc.problems
+                ) from None
             for path in chart_fields:
                 _drop(merged, path)
             dropped |= chart_fields
@@ -419,7 +442,13 @@ def _source(ctx: CardContext, plan: CarePlan | None, code: str) -> dict[str, Any
 def _links(ctx: CardContext) -> list[dict[str, Any]]:
     links = []
     if ctx.app_url:
-        links.append({"label": "Review in carepath: intake pre-filled from the chart, full plan", "url": ctx.app_url, "type": "absolute"})
+        links.append(
+            {
+                "label": "Review in carepath: intake pre-filled from the chart, full plan",
+                "url": ctx.app_url,
+                "type": "absolute",
+            }
+        )
     if ctx.smart_url:
         link: dict[str, Any] = {"label": "Open carepath (SMART app)", "url": ctx.smart_url, "type": "smart"}
         if ctx.smart_context:
@@ -433,7 +462,9 @@ def _override_reasons() -> list[dict[str, str]]:
     return [{"system": spec["system"], "code": c["code"], "display": c["display"]} for c in spec["codes"]]
 
 
-def _base_card(ctx: CardContext, plan: CarePlan | None, code: str, summary: str, indicator: str, detail: str) -> dict[str, Any]:
+def _base_card(
+    ctx: CardContext, plan: CarePlan | None, code: str, summary: str, indicator: str, detail: str
+) -> dict[str, Any]:
     card: dict[str, Any] = {
         "uuid": str(uuid.uuid4()),
         "summary": summary,
@@ -478,16 +509,22 @@ def _suggestion(ctx: CardContext, plan: CarePlan, item: Item, recommended: bool)
         "encounter": _encounter(ctx),
     }
     if item.code in medication_codes():
-        resource = medication_proposal(item.code, ctx.labels, **kwargs)  # type: ignore[arg-type]
-        label = "Order naloxone 4 mg nasal spray (2 devices)" if item.code == "hr.naloxone" else f"Propose {ctx.labels.get(item.code, item.code).lower()}"
+        resource = medication_proposal(item.code, ctx.labels, **kwargs)
+        label = (
+            "Order naloxone 4 mg nasal spray (2 devices)"
+            if item.code == "hr.naloxone"
+            else f"Propose {ctx.labels.get(item.code, item.code).lower()}"
+        )
     else:
-        resource = service_proposal(item.code, ctx.labels, **kwargs)  # type: ignore[arg-type]
+        resource = service_proposal(item.code, ctx.labels, **kwargs)
         label = f"Request: {ctx.labels.get(item.code, item.code)}"
     return {
         "label": label,
         "uuid": str(uuid.uuid4()),
         "isRecommended": recommended,
-        "actions": [{"type": "create", "description": f"{label} (draft order for your review)", "resource": resource}],
+        "actions": [
+            {"type": "create", "description": f"{label} (draft order for your review)", "resource": resource}
+        ],
     }
 
 
@@ -503,12 +540,20 @@ def _actionable(plan: CarePlan, ctx: CardContext) -> list[Item]:
     if decision is not None:
         codes += [o.code for o in decision.options if o.code and o.status == "recommend" and o.start == "now"]
     else:
-        codes += [i.code for i in plan.items() if i.kind == "recommend" and i.code.startswith("moud.") and i.start == "now"]
+        codes += [
+            i.code
+            for i in plan.items()
+            if i.kind == "recommend" and i.code.startswith("moud.") and i.start == "now"
+        ]
     if "hr.naloxone" in plan.codes("recommend") and _naloxone_needed(ctx):
         codes.append("hr.naloxone")
     if plan.level_of_care.code in service_codes():
         codes.append(plan.level_of_care.code)
-    codes += [i.code for i in plan.items() if i.kind == "recommend" and i.code in service_codes() and i.start == "now"]
+    codes += [
+        i.code
+        for i in plan.items()
+        if i.kind == "recommend" and i.code in service_codes() and i.start == "now"
+    ]
     current = plan.medication_decision and [o.code for o in plan.medication_decision.options if o.current]
     return [items[c] for c in dict.fromkeys(codes) if c in items and c not in (current or [])]
 
@@ -522,7 +567,9 @@ _ALERT_ACTIONS = {
 
 
 def _alert_card(plan: CarePlan, alert: Alert, ctx: CardContext) -> IssuedCard:
-    summary = outputs()["cards"]["alerts"].get(alert.code) or fit_summary([ctx.labels.get(alert.code, alert.code) + ": open for details"])
+    summary = outputs()["cards"]["alerts"].get(alert.code) or fit_summary(
+        [ctx.labels.get(alert.code, alert.code) + ": open for details"]
+    )
     detail = "\n".join(
         [
             _md(alert.text),
@@ -532,7 +579,9 @@ def _alert_card(plan: CarePlan, alert: Alert, ctx: CardContext) -> IssuedCard:
             f"_{_md(plan.draft_notice)}_",
         ]
     )
-    card = _base_card(ctx, plan, alert.code, summary, "critical" if alert.severity == "urgent" else "warning", detail)
+    card = _base_card(
+        ctx, plan, alert.code, summary, "critical" if alert.severity == "urgent" else "warning", detail
+    )
     items = {i.code: i for i in plan.items() if i.kind == "recommend"}
     wanted = [items[c] for c in _ALERT_ACTIONS.get(alert.code, ()) if c in items]
     wanted = [i for i in wanted if i.code != "hr.naloxone" or _naloxone_needed(ctx)]
@@ -555,7 +604,11 @@ def _medication_line(plan: CarePlan, labels: Mapping[str, str]) -> str | None:
     meds = [i for p in plan.phases if p.phase == "medication" for i in p.items if i.kind == "recommend"]
     if meds:
         label = labels.get(meds[0].code, meds[0].code)
-        return "continue current MOUD" if meds[0].code == "moud.continue_current" else f"{label.lower()} recommended"
+        return (
+            "continue current MOUD"
+            if meds[0].code == "moud.continue_current"
+            else f"{label.lower()} recommended"
+        )
     return None
 
 
@@ -564,20 +617,30 @@ def _plan_detail(plan: CarePlan, ctx: CardContext) -> str:
     lines = [f"**{_md(plan.draft_notice)}**", ""]
     if plan.diagnosis and plan.diagnosis.text:
         lines += [f"**Diagnosis:** {_md(plan.diagnosis.text)}", ""]
-    lines += [f"**Level of care:** {_md(loc.label)} (ASAM {_md(loc.asam_level)}); rules {_md(', '.join(loc.rule_ids))}", ""]
+    lines += [
+        f"**Level of care:** {_md(loc.label)} (ASAM {_md(loc.asam_level)}); "
+        f"rules {_md(', '.join(loc.rule_ids))}",
+        "",
+    ]
     ranked = [i for i in plan.items() if i.kind in ("recommend", "consider") and i.code != loc.code]
     ranked.sort(key=lambda i: (i.step != "today", i.kind != "recommend"))
     lines.append("**To do:**")
     for item in ranked[:TOP_LINES]:
         when = f" ({_md(item.start_condition)})" if item.start != "now" and item.start_condition else ""
-        lines.append(f"- {_md(item.text)}{when} ({_md(', '.join(item.rule_ids))}; {_md(_cites(item, ctx.citation_shorts))})")
+        lines.append(
+            f"- {_md(item.text)}{when} ({_md(', '.join(item.rule_ids))}; "
+            f"{_md(_cites(item, ctx.citation_shorts))})"
+        )
     if len(ranked) > TOP_LINES:
         lines.append(f"- and {len(ranked) - TOP_LINES} more in the full plan")
     avoid = [i for i in plan.items() if i.kind == "avoid"]
     if avoid:
         lines += ["", "**Do not:** " + "; ".join(_md(ctx.labels.get(i.code, i.code)) for i in avoid)]
     if plan.next_visit is not None:
-        lines += ["", f"**Next visit:** within {plan.next_visit.within_days} days ({_md(plan.next_visit.reason)})"]
+        lines += [
+            "",
+            f"**Next visit:** within {plan.next_visit.within_days} days ({_md(plan.next_visit.reason)})",
+        ]
     lines += [
         "",
         f"Rule set {_md(plan.ruleset.id)} {_md(plan.ruleset.version)} (sha256 {plan.ruleset.sha256[:12]}), "
@@ -597,7 +660,10 @@ def _plan_card(plan: CarePlan, ctx: CardContext, elsewhere: set[str] | None = No
     card = _base_card(ctx, plan, loc.code, summary, "info", _plan_detail(plan, ctx))
     actionable = [i for i in _actionable(plan, ctx) if i.code not in (elsewhere or set())]
     if actionable:
-        card["suggestions"] = [_suggestion(ctx, plan, i, i.code == "hr.naloxone" or i.code.startswith("moud.")) for i in actionable]
+        card["suggestions"] = [
+            _suggestion(ctx, plan, i, i.code == "hr.naloxone" or i.code.startswith("moud."))
+            for i in actionable
+        ]
         card["selectionBehavior"] = "any"
     rules = set(loc.rule_ids) | {r for i in actionable for r in i.rule_ids}
     return IssuedCard(card, "summary", loc.code, sorted(rules))
@@ -632,7 +698,9 @@ def _missing_detail(missing: Sequence[tuple[str, str, str]], ctx: CardContext) -
     lines = ["Answer these in carepath (the link opens the form pre-filled with what was read):", ""]
     if safety:
         lines.append("**Could change safety findings:**")
-        lines += [f"- {_md(label)}" + (f": {_md(reasons[f])}" if f in reasons else "") for f, label, _ in safety]
+        lines += [
+            f"- {_md(label)}" + (f": {_md(reasons[f])}" if f in reasons else "") for f, label, _ in safety
+        ]
         lines.append("")
     if other:
         lines.append("**Could change the plan:** " + "; ".join(_md(label) for _, label, _ in other))
@@ -641,7 +709,11 @@ def _missing_detail(missing: Sequence[tuple[str, str, str]], ctx: CardContext) -
     if read:
         lines += ["**Read from the chart:**", *read, ""]
     if ctx.dropped:
-        lines += ["**Not used (contradicts the carepath questionnaire):** " + ", ".join(_md(_label(f)) for f in sorted(ctx.dropped)), ""]
+        lines += [
+            "**Not used (contradicts the carepath questionnaire):** "
+            + ", ".join(_md(_label(f)) for f in sorted(ctx.dropped)),
+            "",
+        ]
     notes = ctx.chart.notes if ctx.chart else []
     if notes:
         lines += ["**Check:**", *[f"- {_md(n)}" for n in notes], ""]
@@ -650,19 +722,29 @@ def _missing_detail(missing: Sequence[tuple[str, str, str]], ctx: CardContext) -
     return "\n".join(lines).strip()
 
 
-def _missing_card(missing: Sequence[tuple[str, str, str]], ctx: CardContext, plan: CarePlan | None) -> IssuedCard:
+def _missing_card(
+    missing: Sequence[tuple[str, str, str]], ctx: CardContext, plan: CarePlan | None
+) -> IssuedCard:
     n = len(missing)
     s = sum(1 for m in missing if m[2] == "safety")
     texts = outputs()["cards"]
     summary = texts["missing"].format(n=n, s=s) if s else texts["missing_no_safety"].format(n=n)
-    card = _base_card(ctx, plan, "missing_information", summary, "warning" if s else "info", _missing_detail(missing, ctx))
-    card["source"]["topic"] = {"system": CODE_SYSTEM, "code": "missing_information", "display": "Missing information"}
+    card = _base_card(
+        ctx, plan, "missing_information", summary, "warning" if s else "info", _missing_detail(missing, ctx)
+    )
+    card["source"]["topic"] = {
+        "system": CODE_SYSTEM,
+        "code": "missing_information",
+        "display": "Missing information",
+    }
     return IssuedCard(card, "missing", "missing_information", [])
 
 
 def cards_for(plan: CarePlan, ctx: CardContext) -> list[IssuedCard]:
     """Alert cards (urgent first), the pathway card, then what is still missing."""
-    alerts = sorted((a for a in plan.alerts if a.severity in ("urgent", "warning")), key=lambda a: a.severity != "urgent")
+    alerts = sorted(
+        (a for a in plan.alerts if a.severity in ("urgent", "warning")), key=lambda a: a.severity != "urgent"
+    )
     cards = [_alert_card(plan, a, ctx) for a in alerts]
     on_alerts = {
         a["resource"].get("code", a["resource"].get("medicationCodeableConcept", {}))["coding"][-1]["code"]

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
@@ -200,7 +200,7 @@ class _Reader:
 
     # -- small helpers
 
-    def set(self, path: str, value: Any, evidence: str, how: str = "code") -> None:
+    def fill(self, path: str, value: Any, evidence: str, how: str = "code") -> None:
         node = self.intake
         *parents, leaf = path.split(".")
         for part in parents:
@@ -226,8 +226,8 @@ class _Reader:
     # -- the whole read
 
     def read(self) -> ChartIntake:
-        self.set("assessment_date", self.today.isoformat(), "date of this visit (hook call)", "inference")
-        self.set("jurisdiction", self.jurisdiction, "service configuration", "inference")
+        self.fill("assessment_date", self.today.isoformat(), "date of this visit (hook call)", "inference")
+        self.fill("jurisdiction", self.jurisdiction, "service configuration", "inference")
         self._patient()
         conditions = self._conditions()
         meds = self._medications()
@@ -258,14 +258,16 @@ class _Reader:
         else:
             age = self.today.year - born.year - ((self.today.month, self.today.day) < (born.month, born.day))
             if 12 <= age <= 110:
-                self.set("patient.age", age, "Patient.birthDate")
+                self.fill("patient.age", age, "Patient.birthDate")
             else:
                 self.why("patient.age", "the age from Patient.birthDate is outside carepath's range (12-110)")
         sex = _birthsex(p)
         if sex:
-            self.set("patient.sex_at_birth", sex, "Patient US Core birthsex extension")
+            self.fill("patient.sex_at_birth", sex, "Patient US Core birthsex extension")
         else:
-            self.why("patient.sex_at_birth", "no US Core birthsex extension (Patient.gender is not sex at birth)")
+            self.why(
+                "patient.sex_at_birth", "no US Core birthsex extension (Patient.gender is not sex at birth)"
+            )
 
     # -- Condition
 
@@ -289,41 +291,58 @@ class _Reader:
         self._condition_fields(found)
         return found
 
-    def _condition_fields(self, found: Mapping[str, list[tuple[Mapping[str, Any], Match, date | None]]]) -> None:
+    def _condition_fields(
+        self, found: Mapping[str, list[tuple[Mapping[str, Any], Match, date | None]]]
+    ) -> None:
         def ev(name: str) -> str:
             _, m, when = found[name][0]
             return _evidence("Condition", m, when)
 
         opioids = [o for o, vs in (("fentanyl", "fentanyl_use"), ("heroin", "heroin_use")) if vs in found]
         if opioids:
-            self.set("substance_use.opioids", opioids, "; ".join(ev(f"{o}_use") for o in opioids))
+            self.fill("substance_use.opioids", opioids, "; ".join(ev(f"{o}_use") for o in opioids))
             self.notes.append("Opioids used were read from diagnoses only: ask about others.")
         conditions = [c for c in _MENTAL if c in found]
         if conditions:
-            self.set("mental_health.conditions", conditions, "; ".join(ev(c) for c in conditions))
+            self.fill("mental_health.conditions", conditions, "; ".join(ev(c) for c in conditions))
         recent = self._within(found.get("suicide_attempt", ()), LOOKBACK_YEAR)
         if recent:
-            self.set("mental_health.recent_suicide_attempt", True, _evidence("Condition", recent[1], recent[2]))
+            self.fill(
+                "mental_health.recent_suicide_attempt", True, _evidence("Condition", recent[1], recent[2])
+            )
         if "suicidal_ideation" in found:
-            self.notes.append(f"Suicidal ideation is on the problem list ({ev('suicidal_ideation')}): assess its level today.")
-            self.why("mental_health.suicidal_ideation", "the problem list records suicidal ideation but not its level")
-        for name, path in (("hiv", "medical.hiv"), ("hcv", "medical.hcv"), ("chronic_pain", "medical.chronic_pain")):
+            self.notes.append(
+                f"Suicidal ideation is on the problem list ({ev('suicidal_ideation')}): "
+                "assess its level today."
+            )
+            self.why(
+                "mental_health.suicidal_ideation",
+                "the problem list records suicidal ideation but not its level",
+            )
+        for name, path in (
+            ("hiv", "medical.hiv"),
+            ("hcv", "medical.hcv"),
+            ("chronic_pain", "medical.chronic_pain"),
+        ):
             if name in found:
-                self.set(path, True, ev(name))
+                self.fill(path, True, ev(name))
         if "sedative_withdrawal_delirium" in found:
-            self.set("medical.withdrawal_seizure_history", True, ev("sedative_withdrawal_delirium"))
+            self.fill("medical.withdrawal_seizure_history", True, ev("sedative_withdrawal_delirium"))
         if "alcohol_use_disorder" in found:
-            self.set("substance_use.alcohol", "heavy", ev("alcohol_use_disorder"), "inference")
+            self.fill("substance_use.alcohol", "heavy", ev("alcohol_use_disorder"), "inference")
         if "stimulant_use_disorder" in found:
-            self.set("substance_use.stimulants", True, ev("stimulant_use_disorder"))
+            self.fill("substance_use.stimulants", True, ev("stimulant_use_disorder"))
         if "sedative_use_disorder" in found:
-            self.set("substance_use.benzodiazepines", "illicit", ev("sedative_use_disorder"), "inference")
+            self.fill("substance_use.benzodiazepines", "illicit", ev("sedative_use_disorder"), "inference")
         if "homelessness" in found:
-            self.set("social.housing", "homeless", ev("homelessness"))
+            self.fill("social.housing", "homeless", ev("homelessness"))
         elif "housing_instability" in found:
-            self.set("social.housing", "unstable", ev("housing_instability"))
+            self.fill("social.housing", "unstable", ev("housing_instability"))
         if "liver_disease" in found:
-            self.why("medical.hepatic_impairment", f"liver disease on the problem list ({ev('liver_disease')}): grade Child-Pugh")
+            self.why(
+                "medical.hepatic_impairment",
+                f"liver disease on the problem list ({ev('liver_disease')}): grade Child-Pugh",
+            )
 
     def _within(
         self, items: Iterable[tuple[Mapping[str, Any], Match, date | None]], window: timedelta
@@ -366,14 +385,26 @@ class _Reader:
         self._moud_fields(moud)
         found["moud"] = next(iter(moud)) if len(moud) == 1 else None
         if analgesic is not None:
-            self.set("medical.prescribed_opioid_analgesics", True, _evidence("Medication", analgesic, None), analgesic.how)
+            self.fill(
+                "medical.prescribed_opioid_analgesics",
+                True,
+                _evidence("Medication", analgesic, None),
+                analgesic.how,
+            )
         else:
-            self.set("medical.prescribed_opioid_analgesics", False, "no opioid analgesic on the active medication list", "inference")
+            self.fill(
+                "medical.prescribed_opioid_analgesics",
+                False,
+                "no opioid analgesic on the active medication list",
+                "inference",
+            )
         if benzo is not None and "benzodiazepines" not in self.intake.get("substance_use", {}):
-            self.set("substance_use.benzodiazepines", "prescribed", _evidence("Medication", benzo, None), benzo.how)
+            self.fill(
+                "substance_use.benzodiazepines", "prescribed", _evidence("Medication", benzo, None), benzo.how
+            )
         names = sorted(interacting)
         evidence = "; ".join(_evidence("Medication", interacting[n], None) for n in names)
-        self.set(
+        self.fill(
             "medical.interacting_medications",
             names,
             evidence or "no medicine of carepath's interaction table on the active medication list",
@@ -410,27 +441,27 @@ class _Reader:
             )
             return
         kind, (m, med) = next(iter(moud.items()))
-        self.set("current_treatment.moud", kind, _evidence("Medication", m, _med_date(med)), m.how)
+        self.fill("current_treatment.moud", kind, _evidence("Medication", m, _med_date(med)), m.how)
         dose = _daily_mg(med)
         if dose is not None:
-            self.set("current_treatment.dose_mg", dose, "dose and frequency of the MOUD order", "inference")
+            self.fill("current_treatment.dose_mg", dose, "dose and frequency of the MOUD order", "inference")
         start = _date(_get(med, "effectivePeriod", "start"))
         if start is not None and start <= self.today:
             months = round((self.today - start).days / 30.44, 1)
-            self.set("current_treatment.months_on_moud", months, "MedicationStatement.effectivePeriod.start")
+            self.fill("current_treatment.months_on_moud", months, "MedicationStatement.effectivePeriod.start")
 
     def _stage(self, conditions: Mapping[str, Any], meds: Mapping[str, Any]) -> None:
         withdrawal = self._within(conditions.get("opioid_withdrawal", ()), WITHDRAWAL_MAX_AGE)
         if withdrawal is not None:
             ev = _evidence("Condition", withdrawal[1], withdrawal[2])
-            self.set("substance_use.physically_dependent", True, ev)
+            self.fill("substance_use.physically_dependent", True, ev)
         if meds.get("moud"):
-            self.set("stage", "in_treatment", "a MOUD is on the active medication list", "inference")
+            self.fill("stage", "in_treatment", "a MOUD is on the active medication list", "inference")
         elif withdrawal is not None:
-            self.set("stage", "in_withdrawal", _evidence("Condition", withdrawal[1], withdrawal[2]))
+            self.fill("stage", "in_withdrawal", _evidence("Condition", withdrawal[1], withdrawal[2]))
         elif conditions.get("oud_in_remission"):
             _, m, when = conditions["oud_in_remission"][0]
-            self.set("stage", "remission", _evidence("Condition", m, when))
+            self.fill("stage", "remission", _evidence("Condition", m, when))
 
     # -- Observation
 
@@ -465,9 +496,14 @@ class _Reader:
             if value is None or not float(value).is_integer() or not 0 <= value <= 48:
                 continue
             if self._fresh(when, COWS_MAX_AGE):
-                self.set("substance_use.cows_score", int(value), _evidence("Observation", m, when, value), m.how)
+                self.fill(
+                    "substance_use.cows_score", int(value), _evidence("Observation", m, when, value), m.how
+                )
             else:
-                self.why("substance_use.cows_score", f"the last COWS ({int(value)}, {_day(when)}) is older than 24 hours: re-score")
+                self.why(
+                    "substance_use.cows_score",
+                    f"the last COWS ({int(value)}, {_day(when)}) is older than 24 hours: re-score",
+                )
             return
 
     def _qtc(self, items: list[tuple[Mapping[str, Any], Match, datetime | None]]) -> None:
@@ -476,7 +512,7 @@ class _Reader:
             if ms is None or not 200 <= ms <= 900:
                 continue
             if self._fresh(when, QTC_MAX_AGE):
-                self.set("medical.qtc_ms", ms, _evidence("Observation", m, when, f"{ms} ms"), m.how)
+                self.fill("medical.qtc_ms", ms, _evidence("Observation", m, when, f"{ms} ms"), m.how)
             else:
                 self.why("medical.qtc_ms", f"the last QTc ({ms} ms, {_day(when)}) is older than 6 months")
             return
@@ -487,7 +523,9 @@ class _Reader:
             value = o.get("valueCodeableConcept")
             if self.match("answers", "pregnant", value) and self._fresh(when, PREGNANCY_POSITIVE_MAX_AGE):
                 events.append((when, True, _evidence("Observation", m, when, "pregnant")))
-            elif self.match("answers", "not_pregnant", value) and self._fresh(when, PREGNANCY_NEGATIVE_MAX_AGE):
+            elif self.match("answers", "not_pregnant", value) and self._fresh(
+                when, PREGNANCY_NEGATIVE_MAX_AGE
+            ):
                 events.append((when, False, _evidence("Observation", m, when, "not pregnant")))
         for o, m, when in by_set.get("pregnancy_test", []):
             result = _positive(o, self)
@@ -506,7 +544,7 @@ class _Reader:
             self.notes.append("A pregnancy is recorded but sex at birth is male: check the chart.")
             self.why("patient.pregnant", "pregnancy recorded, but sex at birth is male")
             return
-        self.set("patient.pregnant", pregnant, evidence)
+        self.fill("patient.pregnant", pregnant, evidence)
         if pregnant:
             self._gestation(by_set.get("gestational_age", []), conditions.get("pregnancy", ()))
 
@@ -517,14 +555,21 @@ class _Reader:
                 continue
             now_weeks = int(weeks + (self.now - when).days / 7)
             if 1 <= now_weeks <= 45:
-                self.set("patient.gestational_weeks", now_weeks, _evidence("Observation", m, when, f"{weeks:g} weeks"), "inference")
+                self.fill(
+                    "patient.gestational_weeks",
+                    now_weeks,
+                    _evidence("Observation", m, when, f"{weeks:g} weeks"),
+                    "inference",
+                )
                 return
-        for cond, m, when in conditions:
+        for _cond, m, when in conditions:
             code = (m.code or "").upper()
             if code.startswith("Z3A.") and code[4:].isdigit() and 8 <= int(code[4:]) <= 42 and when:
                 weeks = int(code[4:]) + (self.today - when).days // 7
                 if 1 <= weeks <= 45:
-                    self.set("patient.gestational_weeks", weeks, _evidence("Condition", m, when), "inference")
+                    self.fill(
+                        "patient.gestational_weeks", weeks, _evidence("Condition", m, when), "inference"
+                    )
                     return
 
     def _liver(self, by_set: Mapping[str, list[Any]], conditions: Mapping[str, Any]) -> None:
@@ -534,15 +579,22 @@ class _Reader:
         for name in ("alt", "ast", "bilirubin"):
             fresh = [i for i in by_set.get(name, []) if self._fresh(i[2], LIVER_TESTS_MAX_AGE)]
             if not fresh:
-                self.why("medical.hepatic_impairment", "no recent liver tests (ALT, AST, bilirubin) and no liver diagnosis")
+                self.why(
+                    "medical.hepatic_impairment",
+                    "no recent liver tests (ALT, AST, bilirubin) and no liver diagnosis",
+                )
                 return
             latest[name] = fresh[0]
         verdicts = {name: _normal(o) for name, (o, _, _) in latest.items()}
         if all(v is True for v in verdicts.values()):
-            evidence = "; ".join(_evidence("Observation", m, when, "normal") for _, m, when in latest.values())
-            self.set("medical.hepatic_impairment", "none", evidence, "inference")
+            evidence = "; ".join(
+                _evidence("Observation", m, when, "normal") for _, m, when in latest.values()
+            )
+            self.fill("medical.hepatic_impairment", "none", evidence, "inference")
         elif any(v is False for v in verdicts.values()):
-            raised = ", ".join(n.upper() if n != "bilirubin" else "bilirubin" for n, v in verdicts.items() if v is False)
+            raised = ", ".join(
+                n.upper() if n != "bilirubin" else "bilirubin" for n, v in verdicts.items() if v is False
+            )
             self.notes.append(f"Liver tests out of range ({raised}): grade hepatic impairment.")
             self.why("medical.hepatic_impairment", f"liver tests out of range ({raised}): grade Child-Pugh")
         else:
@@ -564,7 +616,7 @@ class _Reader:
                 if m is not None:
                     days.setdefault(when, _evidence("Encounter", m, when))
         if days:
-            self.set("history.overdoses_last_year", len(days), "; ".join(days[d] for d in sorted(days)))
+            self.fill("history.overdoses_last_year", len(days), "; ".join(days[d] for d in sorted(days)))
             self.notes.append("Overdoses counted from this chart only (a lower bound): ask about others.")
 
     # -- what is left
@@ -578,7 +630,10 @@ class _Reader:
             needs = FIELD_PREREQUISITES.get(path)
             if needs and needs not in filled:
                 continue
-            if path == "patient.gestational_weeks" and self.intake.get("patient", {}).get("pregnant") is not True:
+            if (
+                path == "patient.gestational_weeks"
+                and self.intake.get("patient", {}).get("pregnant") is not True
+            ):
                 continue
             reason = self.reasons.get(path)
             if reason is None:
@@ -676,8 +731,10 @@ def _med_concept(med: Mapping[str, Any]) -> Any:
 
 
 def _med_date(med: Mapping[str, Any]) -> date | None:
-    return _date(med.get("authoredOn")) or _date(_get(med, "effectivePeriod", "start")) or _date(
-        med.get("effectiveDateTime")
+    return (
+        _date(med.get("authoredOn"))
+        or _date(_get(med, "effectivePeriod", "start"))
+        or _date(med.get("effectiveDateTime"))
     )
 
 
@@ -689,9 +746,11 @@ def _daily_mg(med: Mapping[str, Any]) -> float | None:
         if not isinstance(dose, Mapping) or str(dose.get("unit") or dose.get("code") or "").lower() != "mg":
             return None
         value, freq, period = dose.get("value"), repeat.get("frequency", 1), repeat.get("period", 1)
-        if repeat.get("periodUnit") != "d" or not all(isinstance(x, int | float) for x in (value, freq, period)):
+        if repeat.get("periodUnit") != "d" or not all(
+            isinstance(x, int | float) for x in (value, freq, period)
+        ):
             return None
-        daily = float(value) * float(freq) / float(period)
+        daily = float(value or 0) * float(freq) / float(period)
         return round(daily, 2) if 0 < daily <= 2000 else None
     return None
 

@@ -299,7 +299,11 @@ def rules_feedback(
         _fail(2, "--bucket must be month, week or all")
     try:
         start = datetime.combine(date.fromisoformat(since), time(0), tzinfo=UTC) if since else None
-        end = datetime.combine(date.fromisoformat(until) + timedelta(days=1), time(0), tzinfo=UTC) if until else None
+        end = (
+            datetime.combine(date.fromisoformat(until) + timedelta(days=1), time(0), tzinfo=UTC)
+            if until
+            else None
+        )
     except ValueError:
         _fail(2, "--from and --to take dates like 2026-12-01")
     db = _database()
@@ -318,11 +322,12 @@ def rules_feedback(
         rows = [{**s.__dict__, "override_rate": s.override_rate} for s in stats]
         typer.echo(json.dumps(rows, indent=2))
         return
-    typer.echo(f"{'period':<10} {'rule':<14} {'cards':>6} {'accepted':>9} {'overridden':>11} {'rate':>6}  reasons")
+    row = "{:<10} {:<14} {:>6} {:>9} {:>11} {:>6}  {}"
+    typer.echo(row.format("period", "rule", "cards", "accepted", "overridden", "rate", "reasons"))
     for s in stats:
         rate = f"{s.override_rate:.0%}" if s.override_rate is not None else "-"
         reasons = ", ".join(f"{k} ({v})" for k, v in sorted(s.reasons.items(), key=lambda kv: -kv[1]))
-        typer.echo(f"{s.period:<10} {s.rule_id:<14} {s.cards:>6} {s.accepted:>9} {s.overridden:>11} {rate:>6}  {reasons}")
+        typer.echo(row.format(s.period, s.rule_id, s.cards, s.accepted, s.overridden, rate, reasons))
     if not stats:
         typer.echo("no CDS cards or feedback in this period")
 

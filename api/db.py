@@ -36,7 +36,6 @@ from carepath.api.records import (
     FeedbackStat,
     NewCdsCard,
     NewFeedback,
-    Prefill,
     NewOverride,
     NewPlan,
     Organisation,
@@ -45,6 +44,7 @@ from carepath.api.records import (
     PlanFilter,
     PlanRecord,
     PlanSummary,
+    Prefill,
     User,
 )
 

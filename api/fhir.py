@@ -27,6 +27,7 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.questionnaire import Questionnaire
 from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 
+from carepath.api.fhir_plan import CODE_SYSTEM, PLAN_ID_SYSTEM, citation_uri, plan_resources
 from carepath.api.intake_fields import (
     FIELD_BY_PATH,
     GROUPS,
@@ -36,7 +37,6 @@ from carepath.api.intake_fields import (
     list_answer,
     set_path,
 )
-from carepath.api.fhir_plan import CODE_SYSTEM, PLAN_ID_SYSTEM, citation_uri, plan_resources
 from carepath.engine import CarePlan, FieldProblem, Intake, IntakeError, parse_intake_obj
 
 __all__ = [
@@ -75,9 +75,21 @@ ITEM_LOINC: dict[str, tuple[str, str]] = {
 """LOINC codes for intake questions (status: unverified, like chart.yaml's; see docs/interop.md)."""
 ENABLE_WHEN: dict[str, dict[str, Any]] = {
     "patient.gestational_weeks": {"question": "patient.pregnant", "operator": "=", "answerBoolean": True},
-    "current_treatment.dose_mg": {"question": "current_treatment.moud", "operator": "exists", "answerBoolean": True},
-    "current_treatment.months_on_moud": {"question": "current_treatment.moud", "operator": "exists", "answerBoolean": True},
-    "current_treatment.stable": {"question": "current_treatment.moud", "operator": "exists", "answerBoolean": True},
+    "current_treatment.dose_mg": {
+        "question": "current_treatment.moud",
+        "operator": "exists",
+        "answerBoolean": True,
+    },
+    "current_treatment.months_on_moud": {
+        "question": "current_treatment.moud",
+        "operator": "exists",
+        "answerBoolean": True,
+    },
+    "current_treatment.stable": {
+        "question": "current_treatment.moud",
+        "operator": "exists",
+        "answerBoolean": True,
+    },
 }
 """Questions shown only when another is answered (the intake refuses them otherwise)."""
 

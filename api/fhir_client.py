@@ -81,7 +81,9 @@ async def _get_json(client: httpx.AsyncClient, url: str, token: str) -> tuple[in
     return status, (json.loads(body) if status == 200 else None)
 
 
-async def _one(client: httpx.AsyncClient, base: str, relative: str, token: str, result: FetchResult, key: str) -> None:
+async def _one(
+    client: httpx.AsyncClient, base: str, relative: str, token: str, result: FetchResult, key: str
+) -> None:
     url = f"{base}/{relative.lstrip('/')}"
     try:
         result.requests += 1

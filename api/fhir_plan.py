@@ -162,11 +162,22 @@ def medication_proposal(
         "medicationCodeableConcept": concept,
         "subject": dict(subject),
         "dosageInstruction": [{"text": instruction}],
-        "note": [{"text": f"Proposed by carepath rules {', '.join(rule_ids)}; a draft that requires clinician review."}],
+        "note": [
+            {
+                "text": f"Proposed by carepath rules {', '.join(rule_ids)}; "
+                "a draft that requires clinician review."
+            }
+        ],
     }
     if code == "hr.naloxone":
         order = outputs()["naloxone_order"]
-        resource["medicationCodeableConcept"] = {"coding": [{k: order["coding"][k] for k in ("system", "code", "display")}, _carepath_coding(code, labels)], "text": order["text"]}
+        resource["medicationCodeableConcept"] = {
+            "coding": [
+                {k: order["coding"][k] for k in ("system", "code", "display")},
+                _carepath_coding(code, labels),
+            ],
+            "text": order["text"],
+        }
         resource["dosageInstruction"] = [{"text": order["text"]}]
         resource["dispenseRequest"] = {"quantity": {"value": order["dispense_count"], "unit": "device"}}
     if authored:
@@ -203,7 +214,12 @@ def service_proposal(
         "code": recommendation_concept(code, labels),
         "subject": dict(subject),
         "patientInstruction": instruction,
-        "note": [{"text": f"Proposed by carepath rules {', '.join(rule_ids)}; a draft that requires clinician review."}],
+        "note": [
+            {
+                "text": f"Proposed by carepath rules {', '.join(rule_ids)}; "
+                "a draft that requires clinician review."
+            }
+        ],
     }
     if authored:
         resource["authoredOn"] = authored
@@ -222,7 +238,10 @@ def service_proposal(
 
 
 def _item_extension(item: Item, phase: str) -> dict[str, Any]:
-    parts: list[dict[str, Any]] = [{"url": "kind", "valueCode": item.kind}, {"url": "phase", "valueCode": phase}]
+    parts: list[dict[str, Any]] = [
+        {"url": "kind", "valueCode": item.kind},
+        {"url": "phase", "valueCode": phase},
+    ]
     parts += [{"url": "ruleId", "valueString": r} for r in item.rule_ids]
     parts.append({"url": "evidenceGrade", "valueString": item.evidence_grade})
     parts += [{"url": "citation", "valueUri": citation_uri(c)} for c in item.citations]
@@ -231,7 +250,9 @@ def _item_extension(item: Item, phase: str) -> dict[str, Any]:
     return {"url": EXT_RECOMMENDATION, "extension": parts}
 
 
-def _activity(item: Item, phase: str, labels: Mapping[str, str], decision: Mapping[str, Any] | None) -> dict[str, Any]:
+def _activity(
+    item: Item, phase: str, labels: Mapping[str, str], decision: Mapping[str, Any] | None
+) -> dict[str, Any]:
     text = item.text
     if decision and decision.get("action") == "modify" and decision.get("text"):
         text = str(decision["text"])
@@ -246,7 +267,9 @@ def _activity(item: Item, phase: str, labels: Mapping[str, str], decision: Mappi
     kind = (outputs()["recommendations"].get(item.code) or {}).get("kind")
     if kind == "medication":
         detail["kind"] = "MedicationRequest"
-        detail["productCodeableConcept"] = {"coding": [c for c in _standard(item.code)] or [_carepath_coding(item.code, labels)]}
+        detail["productCodeableConcept"] = {
+            "coding": [c for c in _standard(item.code)] or [_carepath_coding(item.code, labels)]
+        }
     elif kind == "service":
         detail["kind"] = "ServiceRequest"
     if item.kind == "avoid":
@@ -254,16 +277,23 @@ def _activity(item: Item, phase: str, labels: Mapping[str, str], decision: Mappi
     if item.start != "now" and item.start_condition:
         detail["scheduledString"] = item.start_condition
     if decision and decision.get("action") == "decline":
-        detail["statusReason"] = {"text": f"Declined by the clinician: {decision.get('reason') or 'no reason given'}"}
+        detail["statusReason"] = {
+            "text": f"Declined by the clinician: {decision.get('reason') or 'no reason given'}"
+        }
     elif decision and decision.get("action") == "modify":
-        detail["statusReason"] = {"text": f"Modified by the clinician: {decision.get('reason') or 'no reason given'}"}
+        detail["statusReason"] = {
+            "text": f"Modified by the clinician: {decision.get('reason') or 'no reason given'}"
+        }
     elif decision and decision.get("action") == "accept":
         detail["statusReason"] = {"text": "Accepted by the clinician"}
     return {"detail": detail}
 
 
 def _narrative(plan: CarePlan) -> dict[str, Any]:
-    lines = [plan.draft_notice, f"Level of care: {plan.level_of_care.label} (ASAM {plan.level_of_care.asam_level})."]
+    lines = [
+        plan.draft_notice,
+        f"Level of care: {plan.level_of_care.label} (ASAM {plan.level_of_care.asam_level}).",
+    ]
     if plan.diagnosis and plan.diagnosis.text:
         lines.append(f"Diagnosis: {plan.diagnosis.text}")
     lines += [f"{a.severity.upper()}: {a.text}" for a in plan.alerts]
@@ -271,19 +301,30 @@ def _narrative(plan: CarePlan) -> dict[str, Any]:
     return {"status": "generated", "div": f'<div xmlns="http://www.w3.org/1999/xhtml">{body}</div>'}
 
 
-def _goals(plan: CarePlan, subject: Mapping[str, Any], labels: Mapping[str, str]) -> list[tuple[str, dict[str, Any]]]:
+def _goals(
+    plan: CarePlan, subject: Mapping[str, Any], labels: Mapping[str, str]
+) -> list[tuple[str, dict[str, Any]]]:
     start = plan.assessment_date.isoformat()
     goals = [
         (
             "goal/retention",
-            f"Engaged in care at the recommended level: {plan.level_of_care.label} (ASAM {plan.level_of_care.asam_level})",
+            f"Engaged in care at the recommended level: {plan.level_of_care.label} "
+            f"(ASAM {plan.level_of_care.asam_level})",
             None,
         )
     ]
     if "hr.naloxone" in plan.codes("recommend"):
-        goals.append(("goal/no-overdose", "No opioid overdose: naloxone in hand and overdose education given", None))
+        goals.append(
+            ("goal/no-overdose", "No opioid overdose: naloxone in hand and overdose education given", None)
+        )
     if plan.next_visit is not None:
-        goals.append(("goal/review", f"Review within {plan.next_visit.within_days} days: {plan.next_visit.reason}", plan.next_visit.on.isoformat()))
+        goals.append(
+            (
+                "goal/review",
+                f"Review within {plan.next_visit.within_days} days: {plan.next_visit.reason}",
+                plan.next_visit.on.isoformat(),
+            )
+        )
     out = []
     for name, text, due in goals:
         goal: dict[str, Any] = {
@@ -312,15 +353,32 @@ def _condition(plan: CarePlan, subject: Mapping[str, Any]) -> dict[str, Any] | N
         "meta": {"profile": [f"{US_CORE}/us-core-condition-problems-health-concerns"]},
         "clinicalStatus": {"coding": [{"system": _CLINICAL, "code": clinical}]},
         "verificationStatus": {"coding": [{"system": _VERIFICATION, "code": "provisional"}]},
-        "category": [{"coding": [{"system": _CONDITION_CATEGORY, "code": "problem-list-item", "display": "Problem List Item"}]}],
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": _CONDITION_CATEGORY,
+                        "code": "problem-list-item",
+                        "display": "Problem List Item",
+                    }
+                ]
+            }
+        ],
         "code": concept,
         "subject": dict(subject),
         "recordedDate": plan.generated_at.isoformat(),
-        "note": [{"text": f"{dx.text} Proposed by carepath from the intake (DSM-5 criteria met: {dx.dsm5_criteria_met}); the clinician confirms the diagnosis."}],
+        "note": [
+            {
+                "text": f"{dx.text} Proposed by carepath from the intake "
+                f"(DSM-5 criteria met: {dx.dsm5_criteria_met}); the clinician confirms the diagnosis."
+            }
+        ],
     }
 
 
-def _detected_issue(plan: CarePlan, alert: Alert, subject: Mapping[str, Any], labels: Mapping[str, str], device: str) -> dict[str, Any]:
+def _detected_issue(
+    plan: CarePlan, alert: Alert, subject: Mapping[str, Any], labels: Mapping[str, str], device: str
+) -> dict[str, Any]:
     resource: dict[str, Any] = {
         "resourceType": "DetectedIssue",
         "extension": [
@@ -332,7 +390,10 @@ def _detected_issue(plan: CarePlan, alert: Alert, subject: Mapping[str, Any], la
             }
         ],
         "status": "preliminary",
-        "code": {"coding": [_carepath_coding(alert.code, labels)], "text": labels.get(alert.code, alert.code)},
+        "code": {
+            "coding": [_carepath_coding(alert.code, labels)],
+            "text": labels.get(alert.code, alert.code),
+        },
         "severity": _SEVERITY[alert.severity],
         "identifiedDateTime": plan.generated_at.isoformat(),
         "author": {"reference": device},
@@ -435,7 +496,10 @@ def _careplan(
     description = plan.draft_notice
     if not_needed:
         description += " Not needed: " + "; ".join(not_needed) + "."
-    notes = [{"text": f"Missing information: {m.label} ({m.impact}): {m.why_it_matters}"} for m in plan.missing_information]
+    notes = [
+        {"text": f"Missing information: {m.label} ({m.impact}): {m.why_it_matters}"}
+        for m in plan.missing_information
+    ]
     resource: dict[str, Any] = {
         "resourceType": "CarePlan",
         "id": _fhir_id(plan.plan_id),
@@ -445,7 +509,15 @@ def _careplan(
         "status": "draft",
         "intent": "proposal",
         "category": [
-            {"coding": [{"system": _CAREPLAN_CATEGORY, "code": "assess-plan", "display": "Assessment and Plan of Treatment"}]},
+            {
+                "coding": [
+                    {
+                        "system": _CAREPLAN_CATEGORY,
+                        "code": "assess-plan",
+                        "display": "Assessment and Plan of Treatment",
+                    }
+                ]
+            },
             {"coding": [_carepath_coding(plan.level_of_care.code, labels)], "text": plan.level_of_care.label},
         ],
         "title": f"Draft OUD care pathway: {plan.level_of_care.label}",
@@ -484,7 +556,10 @@ def _provenance(plan: CarePlan, targets: list[str], device_url: str) -> dict[str
         "agent": [
             {
                 "type": {"coding": [{"system": _PARTICIPANT, "code": "assembler", "display": "Assembler"}]},
-                "who": {"reference": device_url, "display": f"carepath rule engine, rule set {rs.id} {rs.version}"},
+                "who": {
+                    "reference": device_url,
+                    "display": f"carepath rule engine, rule set {rs.id} {rs.version}",
+                },
             }
         ],
         "entity": [
@@ -492,7 +567,9 @@ def _provenance(plan: CarePlan, targets: list[str], device_url: str) -> dict[str
                 "role": "source",
                 "what": {
                     "identifier": {"system": RULESET_SYSTEM, "value": f"{rs.id}|{rs.version}"},
-                    "display": f"rule set {rs.id} {rs.version} (effective {rs.effective_date}, sha256 {rs.sha256})",
+                    "display": (
+                        f"rule set {rs.id} {rs.version} (effective {rs.effective_date}, sha256 {rs.sha256})"
+                    ),
                 },
                 "extension": [{"url": EXT_SHA256, "valueString": rs.sha256}],
             },

@@ -95,15 +95,17 @@ class JwksCache:
 
 def _fetch_jwks(url: str) -> Mapping[str, Any]:
     try:
-        with httpx.Client(timeout=JWKS_TIMEOUT_S, follow_redirects=False) as client:
-            with client.stream("GET", url, headers={"Accept": "application/json"}) as response:
-                if response.status_code != 200:
-                    raise JwtRejected("the issuer's JWK Set URL did not answer 200")
-                body = b""
-                for chunk in response.iter_bytes():
-                    body += chunk
-                    if len(body) > JWKS_MAX_BYTES:
-                        raise JwtRejected("the issuer's JWK Set is too large")
+        with (
+            httpx.Client(timeout=JWKS_TIMEOUT_S, follow_redirects=False) as client,
+            client.stream("GET", url, headers={"Accept": "application/json"}) as response,
+        ):
+            if response.status_code != 200:
+                raise JwtRejected("the issuer's JWK Set URL did not answer 200")
+            body = b""
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > JWKS_MAX_BYTES:
+                    raise JwtRejected("the issuer's JWK Set is too large")
     except httpx.HTTPError:
         raise JwtRejected("the issuer's JWK Set URL could not be reached") from None
     data = json.loads(body)
@@ -146,7 +148,7 @@ def _header(token: str, client_algs: Iterable[str] | None = None) -> dict[str, A
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError:
         raise JwtRejected("the bearer token is not a well-formed JWT") from None
-    alg = header.get("alg")
+    alg = str(header.get("alg"))
     if alg not in ASYMMETRIC_ALGORITHMS or (client_algs is not None and alg not in client_algs):
         raise JwtRejected("the JWT alg is not an accepted asymmetric algorithm")
     if not isinstance(header.get("kid"), str) or not header["kid"]:
@@ -232,4 +234,6 @@ def verify_client_jwt(
     if not seen(client.issuer, jti, exp):
         raise JwtRejected("the JWT was already used (jti replayed)")
     tenant = verified.get("tenant")
-    return ClientIdentity(client.issuer, client.organisation, jti, tenant if isinstance(tenant, str) else None)
+    return ClientIdentity(
+        client.issuer, client.organisation, jti, tenant if isinstance(tenant, str) else None
+    )

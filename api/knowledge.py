@@ -133,7 +133,11 @@ def _dsi_extension(attrs: Mapping[str, Any]) -> dict[str, Any]:
     parts = []
     for name in HTI1_ATTRIBUTES:
         value = attrs[name]
-        parts.append({"url": name, "valueBoolean": value} if isinstance(value, bool) else {"url": name, "valueString": str(value)})
+        parts.append(
+            {"url": name, "valueBoolean": value}
+            if isinstance(value, bool)
+            else {"url": name, "valueString": str(value)}
+        )
     return {"url": EXT_DSI, "extension": parts}
 
 
@@ -142,7 +146,14 @@ def _related(pack: RulePack, refs: Iterable[tuple[str, str]]) -> list[dict[str, 
     for key, locator in refs:
         c = pack.citations.get(key)
         display = f"{key}: {c.short} ({c.year})" if c else key
-        out.append({"type": "citation", "label": key, "display": display, "citation": f"{c.title if c else key}; {locator}"})
+        out.append(
+            {
+                "type": "citation",
+                "label": key,
+                "display": display,
+                "citation": f"{c.title if c else key}; {locator}",
+            }
+        )
     return out
 
 
@@ -152,17 +163,25 @@ def _library(pack: RulePack, developer: str) -> dict[str, Any]:
         "id": _fhir_id(pack.id),
         "extension": [_dsi_extension(source_attributes(pack, None, developer))],
         "url": _canonical("Library", pack.id),
-        "identifier": [{"system": f"{BASE}/rulesets", "value": f"{pack.id}|{pack.version}"}, {"system": f"{BASE}/sha256", "value": pack.sha256}],
+        "identifier": [
+            {"system": f"{BASE}/rulesets", "value": f"{pack.id}|{pack.version}"},
+            {"system": f"{BASE}/sha256", "value": pack.sha256},
+        ],
         "version": pack.version,
         "name": "CarepathOudRulePack",
         "title": pack.title,
         "status": "active",
-        "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/library-type", "code": "asset-collection"}]},
+        "type": {
+            "coding": [
+                {"system": "http://terminology.hl7.org/CodeSystem/library-type", "code": "asset-collection"}
+            ]
+        },
         "date": pack.effective_date.isoformat(),
         "publisher": "carepath",
         "description": (
-            f"The carepath rule pack {pack.id} {pack.version} (sha256 {pack.sha256}): {len(pack.rules)} active "
-            "rules drafting an opioid use disorder care pathway for clinician review. Every rule cites its source."
+            f"The carepath rule pack {pack.id} {pack.version} (sha256 {pack.sha256}): "
+            f"{len(pack.rules)} active rules drafting an opioid use disorder care pathway for "
+            "clinician review. Every rule cites its source."
         ),
         "effectivePeriod": {"start": pack.effective_date.isoformat()},
         "relatedArtifact": _related(pack, sorted((k, "source") for k in pack.citations)),
@@ -179,7 +198,10 @@ def _plan_definition(pack: RulePack, rule: PackRule, developer: str) -> dict[str
             title = f"Level of care ({then.effect}): {then.code}"
         else:
             title = f"{(then.kind or 'recommend').capitalize()}: {then.code}"
-        action: dict[str, Any] = {"title": title, "code": [{"coding": [{"system": CODE_SYSTEM, "code": then.code}]}]}
+        action: dict[str, Any] = {
+            "title": title,
+            "code": [{"coding": [{"system": CODE_SYSTEM, "code": then.code}]}],
+        }
         if then.text:
             action["description"] = then.text
         if not then.code.startswith("alert."):
@@ -209,15 +231,31 @@ def _plan_definition(pack: RulePack, rule: PackRule, developer: str) -> dict[str
         "version": str(r.version),
         "name": _fhir_id(r.id).replace("-", ""),
         "title": f"{r.id}: {r.title}",
-        "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/plan-definition-type", "code": "eca-rule"}]},
+        "type": {
+            "coding": [
+                {"system": "http://terminology.hl7.org/CodeSystem/plan-definition-type", "code": "eca-rule"}
+            ]
+        },
         "status": "active" if r.status == "active" else "draft",
         "date": pack.effective_date.isoformat(),
         "publisher": "carepath",
         "description": r.rationale.strip(),
         "useContext": [
             {
-                "code": {"system": "http://terminology.hl7.org/CodeSystem/usage-context-type", "code": "focus"},
-                "valueCodeableConcept": {"coding": [{"system": "http://snomed.info/sct", "code": "5602001", "display": "Opioid abuse (disorder)"}], "text": "Opioid use disorder"},
+                "code": {
+                    "system": "http://terminology.hl7.org/CodeSystem/usage-context-type",
+                    "code": "focus",
+                },
+                "valueCodeableConcept": {
+                    "coding": [
+                        {
+                            "system": "http://snomed.info/sct",
+                            "code": "5602001",
+                            "display": "Opioid abuse (disorder)",
+                        }
+                    ],
+                    "text": "Opioid use disorder",
+                },
             }
         ],
         "purpose": f"Phase: {r.phase}. Evidence: {r.evidence_grade}. Confirmation: {r.confirmation}.",
@@ -251,7 +289,9 @@ def _activity_definition(pack: RulePack, code: str) -> dict[str, Any]:
         resource["kind"] = "MedicationRequest"
         product = [x for x in spec.get("codings", ()) if x["system"] == RXNORM]
         if product:
-            resource["productCodeableConcept"] = {"coding": [{k: product[0][k] for k in ("system", "code", "display")}]}
+            resource["productCodeableConcept"] = {
+                "coding": [{k: product[0][k] for k in ("system", "code", "display")}]
+            }
     elif kind == "service":
         resource["kind"] = "ServiceRequest"
     else:
@@ -264,7 +304,9 @@ def knowledge_bundle(pack: RulePack) -> dict[str, Any]:
     manifest = _manifest(pack)
     owners = ", ".join(str(o) for o in manifest.get("owners") or ()) or "the clinical lead"
     developer = f"carepath (rule pack {pack.id}; clinical owners: {owners})"
-    used = sorted({t.code for r in pack.rules for t in r.rule.then if not t.code.startswith("alert.")} & set(pack.codes))
+    used = sorted(
+        {t.code for r in pack.rules for t in r.rule.then if not t.code.startswith("alert.")} & set(pack.codes)
+    )
     resources = [_library(pack, developer)]
     resources += [_plan_definition(pack, r, developer) for r in sorted(pack.rules, key=lambda r: r.id)]
     resources += [_activity_definition(pack, code) for code in used]

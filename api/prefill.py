@@ -23,7 +23,10 @@ from carepath.api.service import Caller
 __all__ = ["PREFILL_TTL", "new_prefill", "prefilled_values", "token_hash"]
 
 PREFILL_TTL = timedelta(hours=24)
-EXPIRED = "The intake pre-filled from the EHR has expired or is not yours: fill in the form, or open the card again."
+EXPIRED = (
+    "The intake pre-filled from the EHR has expired or is not yours: fill in the form, "
+    "or open the card again."
+)
 
 
 def token_hash(token: str) -> str:

@@ -33,7 +33,7 @@ class CdsClient(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     issuer: str = Field(min_length=1, description="The JWT 'iss' this EHR signs with (exact match).")
-    organisation: str = Field(description="Slug of the carepath organisation its calls and feedback belong to.")
+    organisation: str = Field(description="Slug of the carepath organisation its calls belong to.")
     jwks_url: str | None = Field(default=None, description="Its JWK Set URL; a JWT 'jku' must equal it.")
     jwks: dict[str, object] | None = Field(default=None, description="Or its JWK Set, configured here.")
     algorithms: tuple[str, ...] = ASYMMETRIC_ALGORITHMS

@@ -118,7 +118,9 @@ class ValueSet:
                 return None
             if any(e.matches(system, code) for e in self.include):
                 entry = next(e for e in self.include if e.matches(system, code))
-                return Match(self.name, "code", system, code, _display(concept, c) or entry.display, entry.display)
+                return Match(
+                    self.name, "code", system, code, _display(concept, c) or entry.display, entry.display
+                )
         words = _texts(concept, codings)
         for name in self.names:
             if any(_has_words(text, name) for text in words):
@@ -209,7 +211,9 @@ def _entry(raw: Any, default_source: str, where: str, sources: Mapping[str, Sour
     )
 
 
-def _valueset(name: str, raw: Any, group: str, sources: Mapping[str, Source], names: Iterable[str]) -> ValueSet:
+def _valueset(
+    name: str, raw: Any, group: str, sources: Mapping[str, Source], names: Iterable[str]
+) -> ValueSet:
     where = f"{group}.{name}"
     if not isinstance(raw, Mapping):
         raise TerminologyError(f"{where}: must be a mapping")
@@ -248,7 +252,8 @@ def _chart() -> tuple[dict[str, dict[str, ValueSet]], dict[str, Source]]:
     SYSTEMS.update({str(k): str(v) for k, v in (extra.get("systems") or {}).items()})
     raw_sources = {**(data.get("sources") or {}), **(extra.get("sources") or {})}
     sources = {
-        str(k): Source(str(k), str(v.get("title") or k), str(v.get("url") or "")) for k, v in raw_sources.items()
+        str(k): Source(str(k), str(v.get("title") or k), str(v.get("url") or ""))
+        for k, v in raw_sources.items()
     }
     out: dict[str, dict[str, ValueSet]] = {}
     for group in ("conditions", "medications", "observations", "answers"):

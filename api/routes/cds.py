@@ -66,13 +66,22 @@ def _jwks(request: Request) -> JwksCache:
     return cache
 
 
-def _audit(rt: Runtime, rid: str, action: str, outcome: str, caller: CdsCaller | None, extra: Callable[[Any], None] | None = None) -> None:
+def _audit(
+    rt: Runtime,
+    rid: str,
+    action: str,
+    outcome: str,
+    caller: CdsCaller | None,
+    extra: Callable[[Any], None] | None = None,
+) -> None:
     with rt.db.transaction() as tx:
         if extra is not None:
             extra(tx)
         rt.audit.append(
             tx,
-            AuditEvent(action, outcome, rid, caller.actor_id if caller else None, caller.org_id if caller else None),
+            AuditEvent(
+                action, outcome, rid, caller.actor_id if caller else None, caller.org_id if caller else None
+            ),
         )
 
 
@@ -87,12 +96,18 @@ async def _authenticate(request: Request, rt: Runtime, action: str, audience: li
     if not settings.cds_accept_api_tokens:
         await run_in_threadpool(rt.plans().record_anonymous, rid, action, "unauthenticated")
         raise AuthRequired("Send the EHR's signed JWT: 'Authorization: Bearer <JWT>' (CDS Hooks 2.0).")
-    bearer = HTTPAuthorizationCredentials(scheme=scheme, credentials=token.strip()) if scheme.lower() == "bearer" else None
+    bearer = (
+        HTTPAuthorizationCredentials(scheme=scheme, credentials=token.strip())
+        if scheme.lower() == "bearer"
+        else None
+    )
     caller = await allow(action)(request, rt, bearer, request.cookies.get(SESSION_COOKIE))
     return CdsCaller(caller.user.org_id, caller.user.id, caller.principal.via, None, rid)
 
 
-async def _jwt_caller(request: Request, rt: Runtime, action: str, token: str, audience: list[str]) -> CdsCaller:
+async def _jwt_caller(
+    request: Request, rt: Runtime, action: str, token: str, audience: list[str]
+) -> CdsCaller:
     settings = request.app.state.settings
     rid = request_id_of(request)
     now = rt.clock().astimezone(UTC)
@@ -208,7 +223,9 @@ async def cds_evaluate(service_id: str, request: Request, rt: RuntimeDep) -> JSO
         if missing_required and qr is None:
             await run_in_threadpool(_audit, rt, rid, "cds.evaluate", "precondition_failed", caller)
             reason = why_missing or "it was not prefetched"
-            return _error(rid, 412, "precondition_failed", f"The Patient is needed and was not sent: {reason}.")
+            return _error(
+                rid, 412, "precondition_failed", f"The Patient is needed and was not sent: {reason}."
+            )
         now = rt.clock().astimezone(UTC).replace(microsecond=0)
         chart_intake = intake_from_chart(chart, as_of=now, jurisdiction=settings.cds_jurisdiction)
         if not chart_intake.relevant and qr is None:
@@ -266,7 +283,9 @@ async def cds_evaluate(service_id: str, request: Request, rt: RuntimeDep) -> JSO
         )
         for c in issued
     ]
-    await run_in_threadpool(_audit, rt, rid, "cds.evaluate", "ok", caller, lambda tx: tx.insert_cds_cards(records))
+    await run_in_threadpool(
+        _audit, rt, rid, "cds.evaluate", "ok", caller, lambda tx: tx.insert_cds_cards(records)
+    )
     return JSONResponse(cds.response_body(issued))
 
 
@@ -327,7 +346,11 @@ def _feedback_problems(exc: ValidationError) -> list[Any]:
     "/cds-services/{service_id}/feedback",
     name="cds.feedback",
     summary="CDS Hooks feedback: accepted / overridden outcomes per card (stored with the card's rules)",
-    responses={401: {"description": "No or invalid JWT."}, 404: {"description": "No such service."}, 422: {"description": "Not a feedback body."}},
+    responses={
+        401: {"description": "No or invalid JWT."},
+        404: {"description": "No such service."},
+        422: {"description": "Not a feedback body."},
+    },
 )
 async def cds_feedback(service_id: str, request: Request, rt: RuntimeDep) -> JSONResponse:
     rid = request_id_of(request)
@@ -353,7 +376,9 @@ async def cds_feedback(service_id: str, request: Request, rt: RuntimeDep) -> JSO
                 unknown.append(fb.card)
                 continue
             reason = fb.overrideReason.reason if fb.overrideReason else None
-            at = fb.outcomeTimestamp if fb.outcomeTimestamp.tzinfo else fb.outcomeTimestamp.replace(tzinfo=UTC)
+            at = (
+                fb.outcomeTimestamp if fb.outcomeTimestamp.tzinfo else fb.outcomeTimestamp.replace(tzinfo=UTC)
+            )
             tx.insert_feedback(
                 NewFeedback(
                     card_uuid=card.card_uuid,
@@ -363,7 +388,9 @@ async def cds_feedback(service_id: str, request: Request, rt: RuntimeDep) -> JSO
                     reason_code=reason.code if reason else None,
                     reason_display=reason.display if reason else None,
                     has_comment=bool(fb.overrideReason and fb.overrideReason.userComment),
-                    accepted_suggestions=tuple(s.id for s in fb.acceptedSuggestions if s.id in card.suggestions),
+                    accepted_suggestions=tuple(
+                        s.id for s in fb.acceptedSuggestions if s.id in card.suggestions
+                    ),
                     outcome_at=at,
                     received_at=now,
                     actor_id=caller.actor_id,
@@ -385,7 +412,9 @@ class FeedbackRuleStat(BaseModel):
     cards: int = Field(description="Cards shown that this rule contributed to.")
     accepted: int
     overridden: int
-    override_rate: float | None = Field(description="overridden / (accepted + overridden); null without feedback.")
+    override_rate: float | None = Field(
+        description="overridden / (accepted + overridden); null without feedback."
+    )
     reasons: dict[str, int] = Field(description="Override reasons given (coded; free text is never stored).")
 
 

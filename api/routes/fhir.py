@@ -47,7 +47,10 @@ _PATIENT_REF = re.compile(r"^Patient/[A-Za-z0-9\-.]{1,64}$")
 PlanFhirReader = Annotated[Caller, Depends(allow("plan.fhir"))]
 QuestionnaireReader = Annotated[Caller, Depends(allow("fhir.questionnaire"))]
 KnowledgeReader = Annotated[Caller, Depends(allow("knowledge.read"))]
-_AUTH = {401: {"description": "No or invalid credentials."}, 403: {"description": "Your role may not do this."}}
+_AUTH = {
+    401: {"description": "No or invalid credentials."},
+    403: {"description": "Your role may not do this."},
+}
 
 
 def _fhir(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -57,9 +60,14 @@ def _fhir(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
 @router.get(
     "/v1/plans/{plan_id}/fhir",
     name="plan.fhir",
-    summary="The stored plan as a FHIR R4 Bundle (CarePlan, Condition, Goal, MedicationRequest, DetectedIssue, Device, Provenance)",
+    summary="The stored plan as a FHIR R4 Bundle (CarePlan, Condition, Goal, MedicationRequest, "
+    "DetectedIssue, Device, Provenance)",
     response_class=JSONResponse,
-    responses={200: {"content": {FHIR_JSON: {}}}, **_AUTH, 404: {"description": "No such plan in your organisation."}},
+    responses={
+        200: {"content": {FHIR_JSON: {}}},
+        **_AUTH,
+        404: {"description": "No such plan in your organisation."},
+    },
 )
 def plan_fhir(
     plan_id: str,
@@ -67,11 +75,15 @@ def plan_fhir(
     plans: PlansDep,
     subject: Annotated[
         str | None,
-        Query(description="The chart's Patient, e.g. Patient/123: the resources are filed to it.", max_length=80),
+        Query(
+            description="The chart's Patient, e.g. Patient/123: the resources are filed to it.", max_length=80
+        ),
     ] = None,
 ) -> JSONResponse:
     if subject is not None and not _PATIENT_REF.match(subject):
-        raise InvalidRequest([FieldProblem("query.subject", "must be a reference like Patient/123 (a FHIR id)")])
+        raise InvalidRequest(
+            [FieldProblem("query.subject", "must be a reference like Patient/123 (a FHIR id)")]
+        )
     view = plans.get(caller, plan_id, action="plan.fhir")
     bundle = care_plan_bundle(
         view.plan,
@@ -96,7 +108,9 @@ def _qr_from(body: bytes) -> tuple[dict[str, Any], dict[str, Any] | None]:
     try:
         qr = json.loads(body or b"null")
     except ValueError:
-        raise InvalidRequest([FieldProblem("body", "is not valid JSON: expected a QuestionnaireResponse")]) from None
+        raise InvalidRequest(
+            [FieldProblem("body", "is not valid JSON: expected a QuestionnaireResponse")]
+        ) from None
     if not isinstance(qr, dict):
         raise InvalidRequest([FieldProblem("body", "must be a FHIR QuestionnaireResponse")])
     intake = intake_from_questionnaire_response(qr)  # FhirInputError (an IntakeError): 422 by field
@@ -112,13 +126,18 @@ def _qr_from(body: bytes) -> tuple[dict[str, Any], dict[str, Any] | None]:
     summary="Submit a completed carepath intake QuestionnaireResponse: the plan is evaluated and stored",
     response_class=JSONResponse,
     responses={
-        201: {"content": {FHIR_JSON: {}, "application/json": {}}, "description": "The plan (Bundle, or plan JSON)."},
+        201: {
+            "content": {FHIR_JSON: {}, "application/json": {}},
+            "description": "The plan (Bundle, or plan JSON).",
+        },
         **_AUTH,
         422: {"description": "One entry per offending question; answers never echoed."},
     },
     openapi_extra={"requestBody": {"required": True, "content": {FHIR_JSON: {}, "application/json": {}}}},
 )
-def submit_questionnaire_response(request: Request, caller: PlanWriter, plans: PlansDep, body: RawBody) -> Response:
+def submit_questionnaire_response(
+    request: Request, caller: PlanWriter, plans: PlansDep, body: RawBody
+) -> Response:
     try:
         intake, subject = _qr_from(body)
     except (FhirInputError, InvalidRequest):
@@ -149,7 +168,8 @@ def _knowledge(pack: RulePack) -> dict[str, Any]:
 @router.get(
     "/v1/rules/fhir",
     name="rules.fhir",
-    summary="The loaded rule pack as FHIR knowledge artifacts (Library, PlanDefinition, ActivityDefinition) with HTI-1 source attributes",
+    summary="The loaded rule pack as FHIR knowledge artifacts (Library, PlanDefinition, "
+    "ActivityDefinition) with HTI-1 source attributes",
     response_class=JSONResponse,
     responses={200: {"content": {FHIR_JSON: {}}}, **_AUTH},
 )

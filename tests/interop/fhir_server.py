@@ -82,7 +82,10 @@ def _handler(store: list[dict[str, Any]], server: FhirServer) -> type[BaseHTTPRe
             query = parse_qs(parts.query)
             server.requests.append(Seen(parts.path, query, self.headers.get("Authorization")))
             if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-                self._send(401, {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "login"}]})
+                self._send(
+                    401,
+                    {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "login"}]},
+                )
                 return
             segments = [s for s in parts.path.split("/") if s]
             if len(segments) == 2:
@@ -91,7 +94,13 @@ def _handler(store: list[dict[str, Any]], server: FhirServer) -> type[BaseHTTPRe
                 if found:
                     self._send(200, found[0])
                 else:
-                    self._send(404, {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "not-found"}]})
+                    self._send(
+                        404,
+                        {
+                            "resourceType": "OperationOutcome",
+                            "issue": [{"severity": "error", "code": "not-found"}],
+                        },
+                    )
                 return
             if len(segments) == 1:
                 kind = segments[0]
@@ -102,11 +111,24 @@ def _handler(store: list[dict[str, Any]], server: FhirServer) -> type[BaseHTTPRe
                         "resourceType": "Bundle",
                         "type": "searchset",
                         "total": len(hits),
-                        "entry": [{"fullUrl": f"{server.url}/{kind}/{r['id']}", "resource": r, "search": {"mode": "match"}} for r in hits],
+                        "entry": [
+                            {
+                                "fullUrl": f"{server.url}/{kind}/{r['id']}",
+                                "resource": r,
+                                "search": {"mode": "match"},
+                            }
+                            for r in hits
+                        ],
                     },
                 )
                 return
-            self._send(400, {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "not-supported"}]})
+            self._send(
+                400,
+                {
+                    "resourceType": "OperationOutcome",
+                    "issue": [{"severity": "error", "code": "not-supported"}],
+                },
+            )
 
     return Handler
 

@@ -87,9 +87,13 @@ def test_discovery_has_a_template_per_chart_area_and_the_questionnaire():
 
 def test_prefetch_absent_null_and_partial():
     assert prefetch_gaps(parse_hook_request(json.dumps(hook_request()).encode())) == list(PREFETCH)
-    assert prefetch_gaps(parse_hook_request(json.dumps(hook_request(prefetch=None)).encode())) == list(PREFETCH)
+    assert prefetch_gaps(parse_hook_request(json.dumps(hook_request(prefetch=None)).encode())) == list(
+        PREFETCH
+    )
     sent = {k: None for k in PREFETCH if k != "observations"}
-    assert prefetch_gaps(parse_hook_request(json.dumps(hook_request(prefetch=sent)).encode())) == ["observations"]
+    assert prefetch_gaps(parse_hook_request(json.dumps(hook_request(prefetch=sent)).encode())) == [
+        "observations"
+    ]
 
 
 BAD = [
@@ -100,8 +104,18 @@ BAD = [
     (json.dumps(hook_request(context={})).encode(), 400, "patientId"),
     (json.dumps(hook_request(context={"patientId": "../../etc"})).encode(), 400, "patientId"),
     (json.dumps(hook_request(prefetch=[1])).encode(), 400, "prefetch must be"),
-    (json.dumps(hook_request(fhirAuthorization={"access_token": "x", "token_type": "Bearer"})).encode(), 400, "fhirServer is required"),
-    (json.dumps(hook_request(fhirServer="https://x", fhirAuthorization={"access_token": "x", "token_type": "MAC"})).encode(), 400, "Bearer"),
+    (
+        json.dumps(hook_request(fhirAuthorization={"access_token": "x", "token_type": "Bearer"})).encode(),
+        400,
+        "fhirServer is required",
+    ),
+    (
+        json.dumps(
+            hook_request(fhirServer="https://x", fhirAuthorization={"access_token": "x", "token_type": "MAC"})
+        ).encode(),
+        400,
+        "Bearer",
+    ),
 ]
 
 
@@ -123,8 +137,18 @@ def test_oversized_request_is_413():
     "tamper",
     [
         lambda p: p["patient"].update(id="someone-else"),
-        lambda p: p["conditions"]["entry"][0]["resource"].update(subject={"reference": "Patient/someone-else"}),
-        lambda p: p["medicationRequests"]["entry"].append({"resource": {"resourceType": "MedicationRequest", "status": "active", "subject": {"reference": "Patient/x"}}}),
+        lambda p: p["conditions"]["entry"][0]["resource"].update(
+            subject={"reference": "Patient/someone-else"}
+        ),
+        lambda p: p["medicationRequests"]["entry"].append(
+            {
+                "resource": {
+                    "resourceType": "MedicationRequest",
+                    "status": "active",
+                    "subject": {"reference": "Patient/x"},
+                }
+            }
+        ),
         lambda p: p["conditions"]["entry"][0]["resource"].pop("subject"),
     ],
 )
@@ -138,7 +162,10 @@ def test_every_resource_must_be_about_the_context_patient(tamper):
 
 def test_operation_outcome_in_prefetch_means_not_read_not_empty():
     prefetch = full_prefetch("pat-methadone-qtc")
-    prefetch["observations"] = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "exception"}]}
+    prefetch["observations"] = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "exception"}],
+    }
     prefetch.pop("assessments")
     chart, _ = chart_from_prefetch(prefetch, "pat-methadone-qtc")
     assert chart.observations == []  # the key was sent, its content unreadable: nothing read
@@ -150,7 +177,9 @@ def test_questionnaire_response_wins_and_bad_answers_are_422_by_field():
     prefetch = full_prefetch("pat-bup-stable")
     chart, _ = chart_from_prefetch(prefetch, "pat-bup-stable")
     ci = intake_from_chart(chart, as_of=FIXED_TIME)
-    qr = questionnaire_response({"assessment_date": "2026-01-01", "patient": {"age": 38}, "current_treatment": {"moud": "methadone"}})
+    qr = questionnaire_response(
+        {"assessment_date": "2026-01-01", "patient": {"age": 38}, "current_treatment": {"moud": "methadone"}}
+    )
     intake, dropped = intake_for(ci, qr)
     assert intake.current_treatment.moud == "methadone"  # the clinician's answer
     assert intake.current_treatment.dose_mg == 16  # the chart fills what the questionnaire leaves open
@@ -167,7 +196,9 @@ def test_questionnaire_response_wins_and_bad_answers_are_422_by_field():
 def test_chart_values_that_contradict_the_questionnaire_are_dropped_and_reported():
     chart, _ = chart_from_prefetch(full_prefetch("pat-fentanyl-pregnant"), "pat-fentanyl-pregnant")
     ci = intake_from_chart(chart, as_of=FIXED_TIME)
-    qr = questionnaire_response({"assessment_date": "2026-01-01", "patient": {"age": 29, "sex_at_birth": "male"}})
+    qr = questionnaire_response(
+        {"assessment_date": "2026-01-01", "patient": {"age": 29, "sex_at_birth": "male"}}
+    )
     intake, dropped = intake_for(ci, qr)
     assert intake.patient.sex_at_birth == "male" and intake.patient.pregnant is None
     assert "patient.pregnant" in dropped
@@ -176,9 +207,27 @@ def test_chart_values_that_contradict_the_questionnaire_are_dropped_and_reported
 def _with_alerts(plan):
     cite = [CitationOut(key="S02", title="ASAM 2015", locator="p.18")]
     alerts = [
-        Alert(code="alert.sedative_co_use", severity="warning", text="Sedative co-use.", rule_ids=["OUD-T-2"], citations=cite),
-        Alert(code="alert.suicide_risk", severity="urgent", text="Suicide risk: same day.", rule_ids=["OUD-T-1"], citations=cite),
-        Alert(code="alert.drug_interaction", severity="info", text="Info only.", rule_ids=["OUD-T-3"], citations=cite),
+        Alert(
+            code="alert.sedative_co_use",
+            severity="warning",
+            text="Sedative co-use.",
+            rule_ids=["OUD-T-2"],
+            citations=cite,
+        ),
+        Alert(
+            code="alert.suicide_risk",
+            severity="urgent",
+            text="Suicide risk: same day.",
+            rule_ids=["OUD-T-1"],
+            citations=cite,
+        ),
+        Alert(
+            code="alert.drug_interaction",
+            severity="info",
+            text="Info only.",
+            rule_ids=["OUD-T-3"],
+            citations=cite,
+        ),
     ]
     return plan.model_copy(update={"alerts": alerts})
 
@@ -189,7 +238,10 @@ def test_cards_urgent_first_then_the_plan_then_what_is_missing(engine):
     cards = response_body(issued)["cards"]
     jsonschema.validate({"cards": cards}, SCHEMA)
     assert [c["indicator"] for c in cards[:2]] == ["critical", "warning"]
-    assert [c["source"]["topic"]["code"] for c in cards[:2]] == ["alert.suicide_risk", "alert.sedative_co_use"]
+    assert [c["source"]["topic"]["code"] for c in cards[:2]] == [
+        "alert.suicide_risk",
+        "alert.sedative_co_use",
+    ]
     assert cards[2]["source"]["topic"]["code"] == plan.level_of_care.code
     assert "OUD-T-1" in issued[0].rule_ids  # the alert's rule, and the rules of orders it suggests
     for card in cards:
@@ -210,13 +262,27 @@ def test_cards_carry_no_patient_identifiers(engine):
 
 def test_medication_proposals_name_the_diagnosis_in_icd10_and_snomed(engine):
     plan = engine.evaluate(parse_intake_obj(vignette_intake("01")), FIXED_TIME)
-    plan = plan.model_copy(update={"diagnosis": Diagnosis(dsm5_criteria_met=7, severity="severe", icd10_cm="F11.20", text="Opioid use disorder, severe")})
-    orders = [a["resource"] for c in cards_for(plan, ctx()) for s in c.card.get("suggestions", []) for a in s["actions"]]
+    plan = plan.model_copy(
+        update={
+            "diagnosis": Diagnosis(
+                dsm5_criteria_met=7, severity="severe", icd10_cm="F11.20", text="Opioid use disorder, severe"
+            )
+        }
+    )
+    orders = [
+        a["resource"]
+        for c in cards_for(plan, ctx())
+        for s in c.card.get("suggestions", [])
+        for a in s["actions"]
+    ]
     meds = [o for o in orders if o["resourceType"] == "MedicationRequest"]
     assert meds
     for m in meds:
         systems = {c["system"]: c["code"] for c in m["reasonCode"][0]["coding"]}
-        assert systems == {"http://hl7.org/fhir/sid/icd-10-cm": "F11.20", "http://snomed.info/sct": "75544000"}
+        assert systems == {
+            "http://hl7.org/fhir/sid/icd-10-cm": "F11.20",
+            "http://snomed.info/sct": "75544000",
+        }
 
 
 def test_every_alert_code_has_a_written_card_summary(pack):
@@ -232,7 +298,7 @@ def test_summaries_are_whole_parts_never_cut(parts):
     first = (parts[0] or "x")[:100]
     out = fit_summary([first, *parts[1:]])
     assert len(out) < 140 and out.startswith(first)
-    kept = out[len(first):].split("; ")[1:] if out != first else []
+    kept = out[len(first) :].split("; ")[1:] if out != first else []
     assert all(k in parts[1:] for k in kept)
 
 

@@ -46,7 +46,12 @@ ISS_JWKS_URL_CLIENT = "https://ehr2.hospital.example"
 KID = "ehr-key-1"
 ORIGIN = "https://ehr.hospital.example"
 NOW = int(FIXED_TIME.timestamp())
-PREGNANT, METHADONE, BUP, NO_OUD = "pat-fentanyl-pregnant", "pat-methadone-qtc", "pat-bup-stable", "pat-no-oud"
+PREGNANT, METHADONE, BUP, NO_OUD = (
+    "pat-fentanyl-pregnant",
+    "pat-methadone-qtc",
+    "pat-bup-stable",
+    "pat-no-oud",
+)
 UPDATE = bool(os.environ.get("CAREPATH_UPDATE_PAIRS"))
 
 
@@ -124,8 +129,26 @@ def srv(tmp_path_factory, engine, fhir, jwks_server):
         yield server
 
 
-def _token(srv, *, key=EHR_KEY, kid=KID, iss=ISS, aud: str | None = None, iat=NOW, exp=NOW + 240, jti=None, alg="ES384", extra_headers=None) -> str:
-    claims = {"iss": iss, "aud": aud or f"{srv.url}/cds-services/{SERVICE_ID}", "iat": iat, "exp": exp, "jti": jti or secrets.token_hex(12)}
+def _token(
+    srv,
+    *,
+    key=EHR_KEY,
+    kid=KID,
+    iss=ISS,
+    aud: str | None = None,
+    iat=NOW,
+    exp=NOW + 240,
+    jti=None,
+    alg="ES384",
+    extra_headers=None,
+) -> str:
+    claims = {
+        "iss": iss,
+        "aud": aud or f"{srv.url}/cds-services/{SERVICE_ID}",
+        "iat": iat,
+        "exp": exp,
+        "jti": jti or secrets.token_hex(12),
+    }
     headers = {"kid": kid, "typ": "JWT", **(extra_headers or {})}
     return jwt.encode(claims, key, algorithm=alg, headers=headers)
 
@@ -161,7 +184,9 @@ def full_prefetch(name: str) -> dict[str, Any]:
     }
 
 
-def hook(patient_id: str, prefetch: Any = "absent", *, fhir_url: str | None = None, token: str | None = TOKEN) -> dict[str, Any]:
+def hook(
+    patient_id: str, prefetch: Any = "absent", *, fhir_url: str | None = None, token: str | None = TOKEN
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "hookInstance": f"hi-{secrets.token_hex(6)}",
         "hook": "patient-view",
@@ -170,7 +195,13 @@ def hook(patient_id: str, prefetch: Any = "absent", *, fhir_url: str | None = No
     if fhir_url:
         body["fhirServer"] = fhir_url
         if token:
-            body["fhirAuthorization"] = {"access_token": token, "token_type": "Bearer", "expires_in": 300, "scope": "patient/*.read", "subject": "carepath"}
+            body["fhirAuthorization"] = {
+                "access_token": token,
+                "token_type": "Bearer",
+                "expires_in": 300,
+                "scope": "patient/*.read",
+                "subject": "carepath",
+            }
     if prefetch != "absent":
         body["prefetch"] = prefetch
     return body
@@ -197,7 +228,11 @@ def _codes(cards: list[dict[str, Any]]) -> list[str]:
 
 def _normalise(text: str, srv) -> str:
     text = text.replace(srv.url, "http://carepath.test")
-    text = re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "00000000-0000-0000-0000-000000000000", text)
+    text = re.sub(
+        r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+        "00000000-0000-0000-0000-000000000000",
+        text,
+    )
     text = re.sub(r"prefill=[A-Za-z0-9_-]+", "prefill=TOKEN", text)
     text = re.sub(r'\\"prefill\\":\\"[A-Za-z0-9_-]+\\"', '\\"prefill\\":\\"TOKEN\\"', text)
     return re.sub(r"hi-[0-9a-f]{12}", "hi-000000000000", text)
@@ -215,7 +250,9 @@ def pair(name: str, request: dict[str, Any], response: httpx.Response, srv) -> N
     assert stored["status"] == response.status_code
     if "cards" in got:
         jsonschema.validate(stored["body"], SCHEMA)
-        assert _codes(stored["body"]["cards"]) == _codes(got["cards"]), "regenerate with CAREPATH_UPDATE_PAIRS=1"
+        assert _codes(stored["body"]["cards"]) == _codes(got["cards"]), (
+            "regenerate with CAREPATH_UPDATE_PAIRS=1"
+        )
 
 
 def audit(srv, action: str) -> list[str]:
@@ -233,7 +270,14 @@ def test_discovery_lists_prefetch_templates_for_the_chart(srv):
     assert svc["id"] == SERVICE_ID and svc["hook"] == "patient-view"
     p = svc["prefetch"]
     assert p["patient"] == "Patient/{{context.patientId}}"
-    for key, kind in [("conditions", "Condition?"), ("medicationRequests", "MedicationRequest?"), ("medicationStatements", "MedicationStatement?"), ("observations", "Observation?"), ("encounters", "Encounter?"), ("intake", "QuestionnaireResponse?")]:
+    for key, kind in [
+        ("conditions", "Condition?"),
+        ("medicationRequests", "MedicationRequest?"),
+        ("medicationStatements", "MedicationStatement?"),
+        ("observations", "Observation?"),
+        ("encounters", "Encounter?"),
+        ("intake", "QuestionnaireResponse?"),
+    ]:
         assert p[key].startswith(kind) and "patient={{context.patientId}}" in p[key]
     assert "http://loinc.org|8636-3" in p["observations"]
     assert "questionnaire=https://carepath.example/fhir/Questionnaire/carepath-intake" in p["intake"]
@@ -256,10 +300,24 @@ def test_full_prefetch_reads_the_chart_and_answers_with_cards_to_act_on(srv, fhi
     plan_card = cards[-2]
     assert plan_card["summary"].startswith("Draft OUD plan: ")
     orders = [a["resource"] for c in cards for s in c.get("suggestions", []) for a in s["actions"]]
-    naloxone = [o for o in orders if o["resourceType"] == "MedicationRequest" and o["medicationCodeableConcept"]["coding"][0]["code"] == "1725059"]
-    assert len(naloxone) == 1 and naloxone[0]["subject"] == {"reference": f"Patient/{PREGNANT}"}  # one card only
-    assert any(o["resourceType"] == "MedicationRequest" and o["medicationCodeableConcept"]["coding"][0]["code"] == "1819" for o in orders)
-    assert naloxone[0]["medicationCodeableConcept"]["coding"][0]["system"] == "http://www.nlm.nih.gov/research/umls/rxnorm"
+    naloxone = [
+        o
+        for o in orders
+        if o["resourceType"] == "MedicationRequest"
+        and o["medicationCodeableConcept"]["coding"][0]["code"] == "1725059"
+    ]
+    assert len(naloxone) == 1 and naloxone[0]["subject"] == {
+        "reference": f"Patient/{PREGNANT}"
+    }  # one card only
+    assert any(
+        o["resourceType"] == "MedicationRequest"
+        and o["medicationCodeableConcept"]["coding"][0]["code"] == "1819"
+        for o in orders
+    )
+    assert (
+        naloxone[0]["medicationCodeableConcept"]["coding"][0]["system"]
+        == "http://www.nlm.nih.gov/research/umls/rxnorm"
+    )
     assert naloxone[0]["status"] == "draft" and naloxone[0]["intent"] == "proposal"
     for card in cards:
         assert card["source"]["url"].endswith("/v1/rules/fhir")
@@ -282,7 +340,13 @@ def test_null_prefetch_is_served_from_the_allow_listed_fhir_server(srv, fhir):
     cards = check_cards(r.json())
     pair("02-patient-view-null-prefetch-fetched", body, r, srv)
     asked = fhir.requests[before:]
-    assert {s.path.split("/")[1] for s in asked} >= {"Patient", "Condition", "MedicationRequest", "Observation", "Encounter"}
+    assert {s.path.split("/")[1] for s in asked} >= {
+        "Patient",
+        "Condition",
+        "MedicationRequest",
+        "Observation",
+        "Encounter",
+    }
     assert all(s.authorization == f"Bearer {TOKEN}" for s in asked)
     assert all(s.query.get("patient", [PREGNANT]) == [PREGNANT] for s in asked)
     full = check_cards(call(srv, hook(PREGNANT, full_prefetch(PREGNANT))).json())
@@ -327,9 +391,15 @@ def test_data_about_another_patient_is_refused(srv):
     assert r.status_code == 400 and r.json()["error"] == "patient_mismatch"
     pair("05-patient-view-mismatched-patient", body, r, srv)
     prefetch = full_prefetch(METHADONE)
-    prefetch["conditions"] = _searchset(full_prefetch(PREGNANT)["conditions"]["entry"][0:1] and [full_prefetch(PREGNANT)["conditions"]["entry"][0]["resource"]])
+    prefetch["conditions"] = _searchset(
+        full_prefetch(PREGNANT)["conditions"]["entry"][0:1]
+        and [full_prefetch(PREGNANT)["conditions"]["entry"][0]["resource"]]
+    )
     assert call(srv, hook(METHADONE, prefetch)).status_code == 400
-    qr = questionnaire_response({"assessment_date": "2026-01-01", "patient": {"age": 40}}, subject={"reference": "Patient/someone-else"})
+    qr = questionnaire_response(
+        {"assessment_date": "2026-01-01", "patient": {"age": 40}},
+        subject={"reference": "Patient/someone-else"},
+    )
     prefetch = full_prefetch(METHADONE) | {"intake": qr}
     assert call(srv, hook(METHADONE, prefetch)).status_code == 400
     assert "mismatch" in audit(srv, "cds.evaluate")
@@ -362,8 +432,42 @@ def test_questionnaire_response_wins_over_the_chart(srv):
         ("lives too long", lambda srv: _auth(srv, exp=NOW + 3600)),
         ("wrong audience", lambda srv: _auth(srv, aud="https://other.example/cds-services/x")),
         ("untrusted issuer", lambda srv: _auth(srv, iss="https://evil.example")),
-        ("HMAC", lambda srv: {"Authorization": "Bearer " + jwt.encode({"iss": ISS, "aud": f"{srv.url}/cds-services/{SERVICE_ID}", "iat": NOW, "exp": NOW + 60, "jti": "h"}, "secret-secret-secret-secret-32b!", algorithm="HS256", headers={"kid": KID})}),
-        ("alg none", lambda srv: {"Authorization": "Bearer " + jwt.encode({"iss": ISS, "aud": f"{srv.url}/cds-services/{SERVICE_ID}", "iat": NOW, "exp": NOW + 60, "jti": "n"}, None, algorithm="none", headers={"kid": KID})}),
+        (
+            "HMAC",
+            lambda srv: {
+                "Authorization": "Bearer "
+                + jwt.encode(
+                    {
+                        "iss": ISS,
+                        "aud": f"{srv.url}/cds-services/{SERVICE_ID}",
+                        "iat": NOW,
+                        "exp": NOW + 60,
+                        "jti": "h",
+                    },
+                    "secret-secret-secret-secret-32b!",
+                    algorithm="HS256",
+                    headers={"kid": KID},
+                )
+            },
+        ),
+        (
+            "alg none",
+            lambda srv: {
+                "Authorization": "Bearer "
+                + jwt.encode(
+                    {
+                        "iss": ISS,
+                        "aud": f"{srv.url}/cds-services/{SERVICE_ID}",
+                        "iat": NOW,
+                        "exp": NOW + 60,
+                        "jti": "n",
+                    },
+                    None,
+                    algorithm="none",
+                    headers={"kid": KID},
+                )
+            },
+        ),
         ("jku not the issuer's", lambda srv: _auth(srv, extra_headers={"jku": "https://evil.example/jwks"})),
         ("unknown kid", lambda srv: _auth(srv, kid="other-kid")),
     ],
@@ -383,7 +487,9 @@ def test_replayed_jwt_is_refused(srv):
 
 
 def test_jwks_url_of_the_issuer_is_fetched_and_its_organisation_used(srv, jwks_server):
-    headers = _auth(srv, key=EHR2_KEY, kid="ehr2-key", iss=ISS_JWKS_URL_CLIENT, extra_headers={"jku": jwks_server.url})
+    headers = _auth(
+        srv, key=EHR2_KEY, kid="ehr2-key", iss=ISS_JWKS_URL_CLIENT, extra_headers={"jku": jwks_server.url}
+    )
     r = call(srv, hook(PREGNANT, full_prefetch(PREGNANT)), headers=headers)
     assert r.status_code == 200, r.text
     assert jwks_server.hits  # fetched from its configured URL
@@ -410,14 +516,30 @@ def test_feedback_is_stored_per_card_and_reported_per_rule(srv):
     naloxone = next(s for s in plan_card["suggestions"] if "aloxone" in s["label"])
     feedback = {
         "feedback": [
-            {"card": plan_card["uuid"], "outcome": "accepted", "acceptedSuggestions": [{"id": naloxone["uuid"]}], "outcomeTimestamp": "2026-01-01T12:03:00Z"},
+            {
+                "card": plan_card["uuid"],
+                "outcome": "accepted",
+                "acceptedSuggestions": [{"id": naloxone["uuid"]}],
+                "outcomeTimestamp": "2026-01-01T12:03:00Z",
+            },
             {
                 "card": alert_card["uuid"],
                 "outcome": "overridden",
-                "overrideReason": {"reason": {"system": "https://carepath.example/fhir/CodeSystem/cds-override-reason", "code": "already-addressed", "display": "Already addressed or in place"}, "userComment": "Seen by OB today, Maria Rivera"},
+                "overrideReason": {
+                    "reason": {
+                        "system": "https://carepath.example/fhir/CodeSystem/cds-override-reason",
+                        "code": "already-addressed",
+                        "display": "Already addressed or in place",
+                    },
+                    "userComment": "Seen by OB today, Maria Rivera",
+                },
                 "outcomeTimestamp": "2026-01-01T12:04:00Z",
             },
-            {"card": "00000000-0000-4000-8000-000000000000", "outcome": "overridden", "outcomeTimestamp": "2026-01-01T12:05:00Z"},
+            {
+                "card": "00000000-0000-4000-8000-000000000000",
+                "outcome": "overridden",
+                "outcomeTimestamp": "2026-01-01T12:05:00Z",
+            },
         ]
     }
     url = f"{srv.url}/cds-services/{SERVICE_ID}/feedback"
@@ -427,19 +549,28 @@ def test_feedback_is_stored_per_card_and_reported_per_rule(srv):
     pair("06-feedback", feedback, fb, srv)
     bad = httpx.post(url, json={"feedback": [{"card": "x", "outcome": "maybe"}]}, headers=_auth(srv, aud=url))
     assert bad.status_code == 422 and "maybe" not in bad.text
-    report = httpx.get(f"{srv.url}/v1/cds/feedback/summary?bucket=all", headers=srv.users.reviewer.headers).json()
+    report = httpx.get(
+        f"{srv.url}/v1/cds/feedback/summary?bucket=all", headers=srv.users.reviewer.headers
+    ).json()
     rows = {row["rule_id"]: row for row in report["rules"]}
     alert_rules = [r for r in rows.values() if r["overridden"]]
     assert alert_rules and all(r["reasons"] == {"Already addressed or in place": 1} for r in alert_rules)
     assert rows["OUD-HR-001"]["accepted"] >= 1 and rows["OUD-HR-001"]["cards"] >= 1
     assert "Rivera" not in json.dumps(report)
-    assert httpx.get(f"{srv.url}/v1/cds/feedback/summary", headers=srv.users.clinician.headers).status_code == 403
+    assert (
+        httpx.get(f"{srv.url}/v1/cds/feedback/summary", headers=srv.users.clinician.headers).status_code
+        == 403
+    )
     other = httpx.get(f"{srv.url}/v1/cds/feedback/summary", headers=srv.users.other_reviewer.headers).json()
     assert all(r["overridden"] == 0 for r in other["rules"])  # clinic-b sees none of clinic-a's feedback
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{srv.db_path}"}
     run = subprocess.run(
         [sys.executable, "-m", "carepath.api", "rules", "feedback", "--org", "clinic-a", "--bucket", "all"],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
     )
     assert run.returncode == 0, run.stderr
     assert "OUD-HR-001" in run.stdout and "Already addressed or in place" in run.stdout
@@ -449,11 +580,17 @@ def test_feedback_is_stored_per_card_and_reported_per_rule(srv):
 
 
 def test_cors_only_for_configured_ehr_origins(srv):
-    pre = {"Origin": ORIGIN, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization, content-type"}
+    pre = {
+        "Origin": ORIGIN,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type",
+    }
     r = httpx.options(f"{srv.url}/cds-services/{SERVICE_ID}", headers=pre)
     assert r.status_code == 200 and r.headers["access-control-allow-origin"] == ORIGIN
     assert "authorization" in r.headers["access-control-allow-headers"].lower()
-    evil = httpx.options(f"{srv.url}/cds-services/{SERVICE_ID}", headers={**pre, "Origin": "https://evil.example"})
+    evil = httpx.options(
+        f"{srv.url}/cds-services/{SERVICE_ID}", headers={**pre, "Origin": "https://evil.example"}
+    )
     assert "access-control-allow-origin" not in evil.headers
     d = httpx.get(f"{srv.url}/cds-services", headers={"Origin": ORIGIN})
     assert d.headers["access-control-allow-origin"] == ORIGIN
@@ -464,11 +601,14 @@ def test_cors_only_for_configured_ehr_origins(srv):
 def test_the_card_link_opens_the_form_prefilled_for_the_same_organisation(srv):
     cards = call(srv, hook(PREGNANT, full_prefetch(PREGNANT))).json()["cards"]
     link = cards[0]["links"][0]["url"]
-    path = link[len(srv.url):]
+    path = link[len(srv.url) :]
     page = httpx.get(srv.url + path, headers={**srv.users.clinician.headers, "Accept": "text/html"})
     assert page.status_code == 200
     assert 'value="29"' in page.text  # age from Patient.birthDate
-    assert re.search(r'name="substance_use.cows_score"[^>]*value="9"|value="9"[^>]*name="substance_use.cows_score"', page.text)
+    assert re.search(
+        r'name="substance_use.cows_score"[^>]*value="9"|value="9"[^>]*name="substance_use.cows_score"',
+        page.text,
+    )
     other = httpx.get(srv.url + path, headers={**srv.users.other_clinician.headers, "Accept": "text/html"})
     assert 'value="29"' not in other.text and "expired or is not yours" in other.text
     assert "ok" in audit(srv, "cds.prefill") and "not_found" in audit(srv, "cds.prefill")
@@ -476,6 +616,8 @@ def test_the_card_link_opens_the_form_prefilled_for_the_same_organisation(srv):
 
 def test_requests_never_echo_patient_data_in_errors(srv):
     body = hook(PREGNANT, full_prefetch(PREGNANT))
-    body["prefetch"]["patient"] = copy.deepcopy(body["prefetch"]["patient"]) | {"resourceType": "Practitioner"}
+    body["prefetch"]["patient"] = copy.deepcopy(body["prefetch"]["patient"]) | {
+        "resourceType": "Practitioner"
+    }
     r = call(srv, body)
     assert r.status_code == 400 and "Rivera" not in r.text

@@ -62,11 +62,25 @@ def med(text: str, code: str | None = None, status: str = "active", **kw):
     concept = {"text": text}
     if code:
         concept["coding"] = [{"system": RX, "code": code}]
-    return {"resourceType": "MedicationRequest", "status": status, "intent": "order", "medicationCodeableConcept": concept, "subject": {"reference": f"Patient/{PID}"}, **kw}
+    return {
+        "resourceType": "MedicationRequest",
+        "status": status,
+        "intent": "order",
+        "medicationCodeableConcept": concept,
+        "subject": {"reference": f"Patient/{PID}"},
+        **kw,
+    }
 
 
 def obs(code: str, when: str, system: str = LOINC, **value):
-    return {"resourceType": "Observation", "status": "final", "code": {"coding": [{"system": system, "code": code}], "text": value.pop("text", None) or code}, "subject": {"reference": f"Patient/{PID}"}, "effectiveDateTime": when, **value}
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": system, "code": code}], "text": value.pop("text", None) or code},
+        "subject": {"reference": f"Patient/{PID}"},
+        "effectiveDateTime": when,
+        **value,
+    }
 
 
 def leaf(intake: dict, path: str):
@@ -180,11 +194,20 @@ def test_patient_gender_is_not_sex_at_birth():
 
 @pytest.mark.parametrize(
     ("age", "filled"),
-    [(timedelta(hours=2), True), (COWS_MAX_AGE - timedelta(minutes=1), True), (COWS_MAX_AGE + timedelta(minutes=1), False)],
+    [
+        (timedelta(hours=2), True),
+        (COWS_MAX_AGE - timedelta(minutes=1), True),
+        (COWS_MAX_AGE + timedelta(minutes=1), False),
+    ],
 )
 def test_cows_counts_for_24_hours_only(age, filled):
     when = (FIXED_TIME - age).isoformat()
-    cows = obs("cows-total", when, system="https://carepath.example/fhir/CodeSystem/chart-observations", valueInteger=11)
+    cows = obs(
+        "cows-total",
+        when,
+        system="https://carepath.example/fhir/CodeSystem/chart-observations",
+        valueInteger=11,
+    )
     ci = read(Chart(patient=patient(), observations=[cows]))
     assert (leaf(ci.intake, "substance_use.cows_score") == 11) is filled
     if not filled:
@@ -208,13 +231,55 @@ def test_qtc(value, unit, when, want):
 @pytest.mark.parametrize(
     ("resources_", "want"),
     [
-        ([obs("2106-3", "2025-12-20", valueCodeableConcept={"coding": [{"system": "http://snomed.info/sct", "code": "10828004"}]})], True),
-        ([obs("2106-3", "2025-12-20", valueCodeableConcept={"coding": [{"system": "http://snomed.info/sct", "code": "260385009"}]})], None),  # negative, 12 days ago: too old
-        ([obs("2106-3", "2025-12-29", valueCodeableConcept={"coding": [{"system": "http://snomed.info/sct", "code": "260385009"}]})], False),
+        (
+            [
+                obs(
+                    "2106-3",
+                    "2025-12-20",
+                    valueCodeableConcept={
+                        "coding": [{"system": "http://snomed.info/sct", "code": "10828004"}]
+                    },
+                )
+            ],
+            True,
+        ),
+        (
+            [
+                obs(
+                    "2106-3",
+                    "2025-12-20",
+                    valueCodeableConcept={
+                        "coding": [{"system": "http://snomed.info/sct", "code": "260385009"}]
+                    },
+                )
+            ],
+            None,
+        ),  # negative, 12 days ago: too old
+        (
+            [
+                obs(
+                    "2106-3",
+                    "2025-12-29",
+                    valueCodeableConcept={
+                        "coding": [{"system": "http://snomed.info/sct", "code": "260385009"}]
+                    },
+                )
+            ],
+            False,
+        ),
         ([condition("Z33.1", "2025-11-01")], True),
         ([condition("Z33.1", "2024-11-01")], None),  # more than 300 days ago
         (
-            [condition("Z33.1", "2025-11-01"), obs("82810-3", "2025-12-31", valueCodeableConcept={"coding": [{"system": "http://snomed.info/sct", "code": "60001007"}]})],
+            [
+                condition("Z33.1", "2025-11-01"),
+                obs(
+                    "82810-3",
+                    "2025-12-31",
+                    valueCodeableConcept={
+                        "coding": [{"system": "http://snomed.info/sct", "code": "60001007"}]
+                    },
+                ),
+            ],
             False,  # the latest evidence wins
         ),
     ],
@@ -239,7 +304,14 @@ def test_pregnancy_with_male_sex_at_birth_is_left_to_the_clinician():
         (med("Suboxone 8-2 mg film"), "buprenorphine"),
         (med("Methadose 10 mg/mL oral concentrate", "991149"), "methadone"),
         (med("methadone 10 MG Oral Tablet", "864706"), None),  # pain or OUD? asked
-        (med("methadone 10 MG Oral Tablet", "864706", reasonCode=[{"coding": [{"system": ICD, "code": "F11.20"}]}]), "methadone"),
+        (
+            med(
+                "methadone 10 MG Oral Tablet",
+                "864706",
+                reasonCode=[{"coding": [{"system": ICD, "code": "F11.20"}]}],
+            ),
+            "methadone",
+        ),
         (med("naltrexone 50 MG Oral Tablet", "7243"), "naltrexone"),
         (med("Butrans 10 mcg/hr patch"), None),  # buprenorphine for pain
         (med("buprenorphine", "1819"), None),  # no product: asked
@@ -254,7 +326,15 @@ def test_moud_from_the_medication_list(medication, moud):
 
 
 def test_opioid_analgesics_and_benzodiazepines_by_code_or_name():
-    ci = read(Chart(patient=patient(), medications=[med("OxyCONTIN 10 mg", None), med("clonazepam 0.5 MG Oral Tablet [Klonopin]", "206157")]))
+    ci = read(
+        Chart(
+            patient=patient(),
+            medications=[
+                med("OxyCONTIN 10 mg", None),
+                med("clonazepam 0.5 MG Oral Tablet [Klonopin]", "206157"),
+            ],
+        )
+    )
     assert ci.intake["medical"]["prescribed_opioid_analgesics"] is True
     assert ci.intake["substance_use"]["benzodiazepines"] == "prescribed"
     assert ci.intake["medical"]["interacting_medications"] == ["clonazepam"]
@@ -274,7 +354,9 @@ def test_overdoses_are_poisonings_by_opioids_not_adverse_effects(code, counted):
 def test_remission_codes_and_recent_withdrawal_set_the_stage():
     assert read(Chart(patient=patient(), conditions=[condition("F11.21")])).intake["stage"] == "remission"
     ci = read(Chart(patient=patient(), conditions=[condition("F11.23", "2025-12-31")]))
-    assert ci.intake["stage"] == "in_withdrawal" and ci.intake["substance_use"]["physically_dependent"] is True
+    assert (
+        ci.intake["stage"] == "in_withdrawal" and ci.intake["substance_use"]["physically_dependent"] is True
+    )
     old = read(Chart(patient=patient(), conditions=[condition("F11.23", "2025-11-01")]))
     assert "stage" not in old.intake
 
@@ -288,11 +370,17 @@ def test_resolved_and_refuted_conditions_do_not_count():
 
 def test_alcohol_in_remission_is_not_heavy_use():
     assert "substance_use" not in read(Chart(patient=patient(), conditions=[condition("F10.21")])).intake
-    assert read(Chart(patient=patient(), conditions=[condition("F10.20")])).intake["substance_use"]["alcohol"] == "heavy"
+    assert (
+        read(Chart(patient=patient(), conditions=[condition("F10.20")])).intake["substance_use"]["alcohol"]
+        == "heavy"
+    )
 
 
 def test_merge_lets_the_questionnaire_win_field_by_field():
     chart = {"patient": {"age": 30, "pregnant": True}, "medical": {"interacting_medications": ["citalopram"]}}
     qr = {"patient": {"pregnant": False}, "medical": {"interacting_medications": []}}
-    assert merge_intakes(qr, chart) == {"patient": {"age": 30, "pregnant": False}, "medical": {"interacting_medications": []}}
+    assert merge_intakes(qr, chart) == {
+        "patient": {"age": 30, "pregnant": False},
+        "medical": {"interacting_medications": []},
+    }
     assert merge_intakes(None, chart) == chart

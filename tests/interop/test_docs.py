@@ -26,14 +26,23 @@ def _status(s: str) -> str:
     return "C" if s == "confirmed" else "U"
 
 
+def _entry(e) -> str:
+    return e.code or (f"{e.prefix}*" if e.prefix else f"/{e.pattern}/")
+
+
 def _chart_tables() -> list[str]:
     out: list[str] = []
     for group in ("conditions", "medications", "observations"):
-        out += ["", f"#### Chart {group} -> intake", "", "| value set | fills | codes | source |", "| --- | --- | --- | --- |"]
+        out += [
+            "",
+            f"#### Chart {group} -> intake",
+            "",
+            "| value set | fills | codes | source |",
+            "| --- | --- | --- | --- |",
+        ]
         for name, vs in chart_valuesets()[group].items():
             codes = [
-                f"{SYSTEMS.get(e.system, 'local')} {e.code or (e.prefix + '*' if e.prefix else '/' + str(e.pattern) + '/')} ({_status(e.status)})"
-                for e in vs.include
+                f"{SYSTEMS.get(e.system, 'local')} {_entry(e)} ({_status(e.status)})" for e in vs.include
             ]
             if vs.exclude:
                 codes.append("not " + ", ".join(str(e.code or e.prefix) for e in vs.exclude))
@@ -42,7 +51,10 @@ def _chart_tables() -> list[str]:
             elif vs.names and group != "conditions":
                 codes.append("names: " + ", ".join(vs.names[:6]) + (" ..." if len(vs.names) > 6 else ""))
             src = chart_sources()[vs.source]
-            out.append(f"| `{name}` | {vs.purpose.replace('|', '/')} | {'; '.join(codes)} | [{vs.source}]({src.url}) |")
+            out.append(
+                f"| `{name}` | {vs.purpose.replace('|', '/')} | {'; '.join(codes)} "
+                f"| [{vs.source}]({src.url}) |"
+            )
     return out
 
 
@@ -53,13 +65,29 @@ def _field_table() -> list[str]:
 
 def _output_tables() -> list[str]:
     o = outputs()
-    out = ["", "#### Codes carepath writes", "", "| carepath code | becomes | standard codes |", "| --- | --- | --- |"]
-    use = {"medication": "MedicationRequest proposal", "service": "ServiceRequest proposal", "none": "CarePlan activity"}
+    out = [
+        "",
+        "#### Codes carepath writes",
+        "",
+        "| carepath code | becomes | standard codes |",
+        "| --- | --- | --- |",
+    ]
+    use = {
+        "medication": "MedicationRequest proposal",
+        "service": "ServiceRequest proposal",
+        "none": "CarePlan activity",
+    }
     for code, spec in o["recommendations"].items():
-        codes = "; ".join(f"{SYSTEMS[c['system']]} {c['code']} {c['display']} ({_status(c['status'])})" for c in spec["codings"])
+        codes = "; ".join(
+            f"{SYSTEMS[c['system']]} {c['code']} {c['display']} ({_status(c['status'])})"
+            for c in spec["codings"]
+        )
         out.append(f"| `{code}` | {use[spec['kind']]} | {codes or 'none: the carepath code only'} |")
     out += ["", "| plan.diagnosis.icd10_cm | SNOMED CT sent with it |", "| --- | --- |"]
-    out += [f"| {icd} {s['display']} | {s['snomed']} {s['snomed_display']} ({_status(s['status'])}) |" for icd, s in o["diagnoses"].items()]
+    out += [
+        f"| {icd} {s['display']} | {s['snomed']} {s['snomed_display']} ({_status(s['status'])}) |"
+        for icd, s in o["diagnoses"].items()
+    ]
     return out
 
 
@@ -74,4 +102,6 @@ def test_mapping_tables_in_the_docs_match_the_value_sets():
         text = text[:start] + tables() + text[end:]
         DOC.write_text(text, encoding="utf-8")
         end = text.index(END) + len(END)
-    assert text[start:end] == tables(), "run with CAREPATH_UPDATE_DOCS=1 to regenerate docs/interop.md's tables"
+    assert text[start:end] == tables(), (
+        "run with CAREPATH_UPDATE_DOCS=1 to regenerate docs/interop.md's tables"
+    )

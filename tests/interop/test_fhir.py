@@ -84,7 +84,9 @@ def test_bundle_of_every_vignette_parses_back_and_carries_the_whole_plan(plans):
         sev = {"urgent": "high", "warning": "moderate", "info": "low"}
         assert [i["severity"] for i in issues] == [sev[a.severity] for a in plan.alerts]
         assert [i["detail"] for i in issues] == [a.text for a in plan.alerts]
-        issue_urls = [e["fullUrl"] for e in bundle["entry"] if e["resource"]["resourceType"] == "DetectedIssue"]
+        issue_urls = [
+            e["fullUrl"] for e in bundle["entry"] if e["resource"]["resourceType"] == "DetectedIssue"
+        ]
         assert [r["reference"] for r in cp.get("supportingInfo", [])] == issue_urls
 
 

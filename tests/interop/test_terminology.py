@@ -32,7 +32,9 @@ def test_every_value_set_and_code_has_a_source_and_a_status():
                 if fmt and entry.code:
                     assert fmt.match(entry.code), (name, entry.code)
                 if fmt and entry.prefix:
-                    assert fmt.match(entry.prefix) or re.match(r"^[A-Z]\d[0-9A-Z](\.\d{0,3})?$", entry.prefix), entry.prefix
+                    assert fmt.match(entry.prefix) or re.match(
+                        r"^[A-Z]\d[0-9A-Z](\.\d{0,3})?$", entry.prefix
+                    ), entry.prefix
 
 
 def test_sources_have_urls_and_cdc_value_sets_are_cited_where_used():
@@ -49,7 +51,11 @@ def test_outward_codes_are_sourced_and_the_naloxone_order_is_an_rxnorm_product()
         for c in spec["codings"]:
             assert FORMATS[c["system"]].match(c["code"]) and c["status"] in ("confirmed", "unverified")
     nal = out["naloxone_order"]["coding"]
-    assert (nal["system"], nal["code"], nal["status"]) == ("http://www.nlm.nih.gov/research/umls/rxnorm", "1725059", "confirmed")
+    assert (nal["system"], nal["code"], nal["status"]) == (
+        "http://www.nlm.nih.gov/research/umls/rxnorm",
+        "1725059",
+        "confirmed",
+    )
     for icd, spec in out["diagnoses"].items():
         assert icd.startswith("F11.") and FORMATS["http://snomed.info/sct"].match(spec["snomed"])
     assert all(r["display"] for r in out["override_reasons"]["codes"])
@@ -64,18 +70,25 @@ def test_a_site_file_adds_local_codes(tmp_path):
             observations:
               cows_total:
                 include:
-                  - {system: epic-flowsheet, code: "7719", display: "COWS total (flowsheet row)", status: confirmed, source: carepath}
+                  - {system: epic-flowsheet, code: "7719", display: "COWS total (flowsheet row)",
+                     status: confirmed, source: carepath}
             """
         )
     )
     script = (
         "from carepath.api.terminology import chart_valuesets\n"
         "vs = chart_valuesets()['observations']['cows_total']\n"
-        "m = vs.match({'coding': [{'system': 'urn:oid:1.2.840.114350.1.13.0.1.7.2.707679', 'code': '7719'}]})\n"
+        "oid = 'urn:oid:1.2.840.114350.1.13.0.1.7.2.707679'\n"
+        "m = vs.match({'coding': [{'system': oid, 'code': '7719'}]})\n"
         "print(m.how, len(vs.include))\n"
     )
     run = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, env={"CAREPATH_TERMINOLOGY_EXTRA": str(extra), "PATH": ""}, timeout=60
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"CAREPATH_TERMINOLOGY_EXTRA": str(extra), "PATH": ""},
+        timeout=60,
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["code", "2"]
