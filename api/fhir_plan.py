@@ -136,6 +136,34 @@ def decisions_from_overrides(overrides: Iterable[Any]) -> dict[str, dict[str, An
 # ---------------------------------------------------------------- proposals (shared with CDS Hooks)
 
 
+def _proposal(
+    resource_type: str, rule_ids: Sequence[str], subject: Mapping[str, Any], **optional: Any
+) -> dict[str, Any]:
+    """What every proposal has: status draft, intent proposal, the patient, the rules behind it;
+    plus the optional references that are given (authoredOn, reasonCode, encounter, ...)."""
+    resource: dict[str, Any] = {
+        "resourceType": resource_type,
+        "status": "draft",
+        "intent": "proposal",
+        "subject": dict(subject),
+        "note": [
+            {"text": f"Proposed by carepath rules {', '.join(rule_ids)}; a draft for clinician review."}
+        ],
+    }
+    shapes = {
+        "authored": ("authoredOn", lambda v: v),
+        "reason": ("reasonCode", lambda v: [dict(v)]),
+        "encounter": ("encounter", dict),
+        "requester": ("requester", dict),
+        "based_on": ("basedOn", lambda v: [{"reference": v}]),
+    }
+    for name, value in optional.items():
+        if value:
+            key, shape = shapes[name]
+            resource[key] = shape(value)
+    return resource
+
+
 def medication_proposal(
     code: str,
     labels: Mapping[str, str],
@@ -143,53 +171,25 @@ def medication_proposal(
     subject: Mapping[str, Any],
     instruction: str,
     rule_ids: Sequence[str],
-    authored: str | None = None,
-    reason: Mapping[str, Any] | None = None,
-    encounter: Mapping[str, Any] | None = None,
-    requester: Mapping[str, Any] | None = None,
-    based_on: str | None = None,
+    **optional: Any,
 ) -> dict[str, Any]:
-    """A MedicationRequest proposal (status draft) coded in RxNorm, for the clinician to sign."""
+    """A MedicationRequest proposal (status draft) coded in RxNorm, for the clinician to sign.
+    ``optional``: authored, reason (a CodeableConcept), encounter, requester (References), based_on."""
     concept = recommendation_concept(code, labels)
-    concept["coding"] = [c for c in concept["coding"] if c["system"] == RXNORM] + [
-        c for c in concept["coding"] if c["system"] != RXNORM
-    ]
-    resource: dict[str, Any] = {
-        "resourceType": "MedicationRequest",
-        "meta": {"profile": [f"{US_CORE}/us-core-medicationrequest"]},
-        "status": "draft",
-        "intent": "proposal",
-        "medicationCodeableConcept": concept,
-        "subject": dict(subject),
-        "dosageInstruction": [{"text": instruction}],
-        "note": [
-            {
-                "text": f"Proposed by carepath rules {', '.join(rule_ids)}; "
-                "a draft that requires clinician review."
-            }
-        ],
-    }
+    concept["coding"].sort(key=lambda c: c["system"] != RXNORM)
+    resource = _proposal("MedicationRequest", rule_ids, subject, **optional)
+    resource["meta"] = {"profile": [f"{US_CORE}/us-core-medicationrequest"]}
+    resource["medicationCodeableConcept"] = concept
+    resource["dosageInstruction"] = [{"text": instruction}]
     if code == "hr.naloxone":
         order = outputs()["naloxone_order"]
+        product = {k: order["coding"][k] for k in ("system", "code", "display")}
         resource["medicationCodeableConcept"] = {
-            "coding": [
-                {k: order["coding"][k] for k in ("system", "code", "display")},
-                _carepath_coding(code, labels),
-            ],
+            "coding": [product, _carepath_coding(code, labels)],
             "text": order["text"],
         }
         resource["dosageInstruction"] = [{"text": order["text"]}]
         resource["dispenseRequest"] = {"quantity": {"value": order["dispense_count"], "unit": "device"}}
-    if authored:
-        resource["authoredOn"] = authored
-    if reason:
-        resource["reasonCode"] = [dict(reason)]
-    if encounter:
-        resource["encounter"] = dict(encounter)
-    if requester:
-        resource["requester"] = dict(requester)
-    if based_on:
-        resource["basedOn"] = [{"reference": based_on}]
     return resource
 
 
@@ -200,37 +200,12 @@ def service_proposal(
     subject: Mapping[str, Any],
     instruction: str,
     rule_ids: Sequence[str],
-    authored: str | None = None,
-    reason: Mapping[str, Any] | None = None,
-    encounter: Mapping[str, Any] | None = None,
-    requester: Mapping[str, Any] | None = None,
-    based_on: str | None = None,
+    **optional: Any,
 ) -> dict[str, Any]:
-    """A ServiceRequest proposal (a referral or test), for the clinician to sign."""
-    resource: dict[str, Any] = {
-        "resourceType": "ServiceRequest",
-        "status": "draft",
-        "intent": "proposal",
-        "code": recommendation_concept(code, labels),
-        "subject": dict(subject),
-        "patientInstruction": instruction,
-        "note": [
-            {
-                "text": f"Proposed by carepath rules {', '.join(rule_ids)}; "
-                "a draft that requires clinician review."
-            }
-        ],
-    }
-    if authored:
-        resource["authoredOn"] = authored
-    if reason:
-        resource["reasonCode"] = [dict(reason)]
-    if encounter:
-        resource["encounter"] = dict(encounter)
-    if requester:
-        resource["requester"] = dict(requester)
-    if based_on:
-        resource["basedOn"] = [{"reference": based_on}]
+    """A ServiceRequest proposal (a referral or test), for the clinician to sign (``optional`` as above)."""
+    resource = _proposal("ServiceRequest", rule_ids, subject, **optional)
+    resource["code"] = recommendation_concept(code, labels)
+    resource["patientInstruction"] = instruction
     return resource
 
 

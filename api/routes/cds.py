@@ -28,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from carepath.api import cds
 from carepath.api.audit import AuditEvent
 from carepath.api.chart import intake_from_chart
-from carepath.api.deps import RuntimeDep, SummaryReader, allow
+from carepath.api.deps import RuntimeDep, SummaryReader, allow, read_limited
 from carepath.api.errors import AuthRequired, EngineRefused, Forbidden, request_id_of
 from carepath.api.fhir import code_labels
 from carepath.api.fhir_client import fetch, fill_template, server_allowed
@@ -138,22 +138,21 @@ async def _jwt_caller(
     return CdsCaller(org.id, None, "jwt", identity.issuer, rid)
 
 
+async def _service_caller(
+    request: Request, rt: Runtime, action: str, service_id: str, suffix: str
+) -> CdsCaller | None:
+    """The authenticated caller of ``/cds-services/{service_id}{suffix}`` (its URL is the JWT
+    audience; feedback also accepts the service's URL), or None for an unknown service."""
+    endpoint = f"{_base_url(request)}/cds-services/{service_id}"
+    caller = await _authenticate(request, rt, action, [endpoint + suffix, endpoint])
+    return caller if service_id == cds.SERVICE_ID else None
+
+
 def _error(rid: str, status: int, code: str, message: str, problems: list[Any] | None = None) -> JSONResponse:
     body: dict[str, Any] = {"error": code, "message": message, "request_id": rid}
     if problems:
         body["errors"] = [{"field": p.field, "message": p.message} for p in problems]
     return JSONResponse(body, status_code=status)
-
-
-async def _read_limited(request: Request, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            break
-    return b"".join(chunks)
 
 
 # ---------------------------------------------------------------- discovery
@@ -209,14 +208,13 @@ def _citation_shorts(rt: Runtime) -> dict[str, str]:
     },
 )
 async def cds_evaluate(service_id: str, request: Request, rt: RuntimeDep) -> JSONResponse:
-    rid = request_id_of(request)
-    base = _base_url(request)
-    caller = await _authenticate(request, rt, "cds.evaluate", [f"{base}/cds-services/{service_id}"])
-    if service_id != cds.SERVICE_ID:
+    rid, base = request_id_of(request), _base_url(request)
+    caller = await _service_caller(request, rt, "cds.evaluate", service_id, "")
+    if caller is None:
         return _error(rid, 404, "not_found", "No CDS service with this id.")
     settings = request.app.state.settings
     try:
-        req = cds.parse_hook_request(await _read_limited(request, cds.MAX_REQUEST_BYTES))
+        req = cds.parse_hook_request(await read_limited(request, cds.MAX_REQUEST_BYTES))
         values, why_missing = await _values(req, request)
         missing_required = [k for k in cds.REQUIRED_KEYS if k not in values]
         chart, qr = cds.chart_from_prefetch(values, req.patient_id)
@@ -354,13 +352,11 @@ def _feedback_problems(exc: ValidationError) -> list[Any]:
 )
 async def cds_feedback(service_id: str, request: Request, rt: RuntimeDep) -> JSONResponse:
     rid = request_id_of(request)
-    base = _base_url(request)
-    audience = [f"{base}/cds-services/{service_id}/feedback", f"{base}/cds-services/{service_id}"]
-    caller = await _authenticate(request, rt, "cds.feedback", audience)
-    if service_id != cds.SERVICE_ID:
+    caller = await _service_caller(request, rt, "cds.feedback", service_id, "/feedback")
+    if caller is None:
         return _error(rid, 404, "not_found", "No CDS service with this id.")
     try:
-        body = _FeedbackBody.model_validate_json(await _read_limited(request, 1024 * 1024) or b"null")
+        body = _FeedbackBody.model_validate_json(await read_limited(request, 1024 * 1024) or b"null")
     except ValidationError as exc:
         await run_in_threadpool(_audit, rt, rid, "cds.feedback", "invalid", caller)
         return _error(rid, 422, "invalid_feedback", "Not a CDS Hooks feedback body.", _feedback_problems(exc))
