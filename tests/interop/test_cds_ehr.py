@@ -235,6 +235,7 @@ def _normalise(text: str, srv) -> str:
     )
     text = re.sub(r"prefill=[A-Za-z0-9_-]+", "prefill=TOKEN", text)
     text = re.sub(r'\\"prefill\\":\\"[A-Za-z0-9_-]+\\"', '\\"prefill\\":\\"TOKEN\\"', text)
+    text = re.sub(r'"request_id": ?"[0-9a-f]{32}"', '"request_id": "REQUEST-ID"', text)
     return re.sub(r"hi-[0-9a-f]{12}", "hi-000000000000", text)
 
 
