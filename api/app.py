@@ -19,6 +19,7 @@ from fastapi.openapi.utils import get_openapi
 from starlette.concurrency import run_in_threadpool
 
 from carepath.api.audit import AuditSink
+from carepath.api.cors import CdsCorsMiddleware
 from carepath.api.deps import csrf_token
 from carepath.api.errors import install_error_handlers
 from carepath.api.hardening import install as install_hardening
@@ -44,8 +45,8 @@ Errors never echo submitted values; 422 bodies list `{field, message}` per offen
 
 def _routers() -> list[APIRouter]:
     """Every router of the service. The web form, FHIR and CDS Hooks routers are added here."""
-    from carepath.api import cds, fhir, web
-    from carepath.api.routes import disclosures, tokens
+    from carepath.api import web
+    from carepath.api.routes import cds, disclosures, fhir, tokens
 
     return [
         system.router,
@@ -104,6 +105,7 @@ def create_app(
     install_overload(app, settings)
     install_hardening(app, settings)
     app.add_middleware(ServiceMiddleware)
+    app.add_middleware(CdsCorsMiddleware, allowed_origins=settings.cds_allowed_origins)
     install_error_handlers(app)
     for router in [*_routers(), *extra_routers]:
         app.include_router(router)

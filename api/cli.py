@@ -451,6 +451,73 @@ def synth_command(
     typer.echo(f"{n} intakes (seed {seed}) -> {output}", err=True)
 
 
+@rules_app.command("fhir")
+def rules_fhir(
+    rules_dir: Annotated[Path | None, typer.Option()] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write here, not stdout.")] = None,
+) -> None:
+    """Export the pack as FHIR knowledge artifacts (Library, PlanDefinition per rule, ActivityDefinition
+    per code) with the HTI-1 decision-support source attributes."""
+    from carepath.api.fhir import validate_resource
+    from carepath.api.knowledge import knowledge_bundle
+
+    bundle = knowledge_bundle(_pack(rules_dir))
+    for entry in bundle["entry"]:
+        validate_resource(entry["resource"])
+    _write((json.dumps(bundle, indent=2) + "\n").encode(), output)
+
+
+@rules_app.command("feedback")
+def rules_feedback(
+    org: Annotated[str | None, typer.Option(help="Organisation slug (default: every organisation).")] = None,
+    since: Annotated[str | None, typer.Option("--from", help="From this day (YYYY-MM-DD, UTC).")] = None,
+    until: Annotated[str | None, typer.Option("--to", help="To this day, inclusive.")] = None,
+    bucket: Annotated[str, typer.Option(help="month | week | all")] = "month",
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+) -> None:
+    """How clinicians answer CDS cards: per rule and period, cards shown, accepted, overridden, the
+    override rate and the reasons given (from CDS Hooks feedback; no patient data)."""
+    from datetime import time, timedelta
+
+    from carepath.api.cli_service import _database
+
+    if bucket not in ("month", "week", "all"):
+        _fail(2, "--bucket must be month, week or all")
+    try:
+        start = datetime.combine(date.fromisoformat(since), time(0), tzinfo=UTC) if since else None
+        end = (
+            datetime.combine(date.fromisoformat(until) + timedelta(days=1), time(0), tzinfo=UTC)
+            if until
+            else None
+        )
+    except ValueError:
+        _fail(2, "--from and --to take dates like 2026-12-01")
+    db = _database()
+    try:
+        with db.transaction(readonly=True) as tx:
+            org_id = None
+            if org is not None:
+                found = tx.org_by_slug(org)
+                if found is None:
+                    _fail(2, f"no organisation '{org}'")
+                org_id = found.id
+            stats = tx.feedback_stats(org_id, start, end, bucket)
+    finally:
+        db.dispose()
+    if as_json:
+        rows = [{**s.__dict__, "override_rate": s.override_rate} for s in stats]
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    row = "{:<10} {:<14} {:>6} {:>9} {:>11} {:>6}  {}"
+    typer.echo(row.format("period", "rule", "cards", "accepted", "overridden", "rate", "reasons"))
+    for s in stats:
+        rate = f"{s.override_rate:.0%}" if s.override_rate is not None else "-"
+        reasons = ", ".join(f"{k} ({v})" for k, v in sorted(s.reasons.items(), key=lambda kv: -kv[1]))
+        typer.echo(row.format(s.period, s.rule_id, s.cards, s.accepted, s.overridden, rate, reasons))
+    if not stats:
+        typer.echo("no CDS cards or feedback in this period")
+
+
 def _pack(rules_dir: Path | None) -> Any:
     try:
         return load_rulepack(rules_dir)

@@ -36,6 +36,10 @@ from carepath.api.records import (
     AuditEntry,
     CommentRecord,
     NewComment,
+    CdsCardRecord,
+    FeedbackStat,
+    NewCdsCard,
+    NewFeedback,
     NewOverride,
     NewPlan,
     NewSignature,
@@ -46,6 +50,7 @@ from carepath.api.records import (
     PlanRecord,
     PlanSummary,
     SignatureRecord,
+    Prefill,
     User,
 )
 
@@ -338,6 +343,74 @@ login_failures = sa.Table(
     sa.Column("lockouts", sa.Integer, nullable=False),
     sa.Column("locked_until", UTCDateTime, nullable=True),
     sa.Column("last_at", UTCDateTime, nullable=False),
+)
+
+
+# -- CDS Hooks (migration 0003): cards shown, clinicians' feedback, JWT replay guard, form prefills
+
+cds_cards = sa.Table(
+    "cds_cards",
+    metadata,
+    sa.Column("card_uuid", sa.String(64), primary_key=True),
+    sa.Column("org_id", sa.Integer, sa.ForeignKey("organisations.id"), nullable=False),
+    sa.Column("service_id", sa.String(64), nullable=False),
+    sa.Column("hook_instance", sa.String(100), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("code", sa.String(64), nullable=False),
+    sa.Column("suggestions", sa.Text, nullable=False),
+    sa.Column("ruleset_id", sa.String(100), nullable=False),
+    sa.Column("ruleset_version", sa.String(40), nullable=False),
+    sa.Column("issued_at", UTCDateTime, nullable=False),
+    sa.Index("ix_cds_cards_org_issued", "org_id", "issued_at"),
+)
+
+cds_card_rules = sa.Table(
+    "cds_card_rules",
+    metadata,
+    sa.Column("card_uuid", sa.String(64), sa.ForeignKey("cds_cards.card_uuid"), primary_key=True),
+    sa.Column("rule_id", sa.String(40), primary_key=True),
+    sa.Index("ix_cds_card_rules_rule", "rule_id"),
+)
+
+cds_feedback = sa.Table(
+    "cds_feedback",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("card_uuid", sa.String(64), sa.ForeignKey("cds_cards.card_uuid"), nullable=False),
+    sa.Column("org_id", sa.Integer, sa.ForeignKey("organisations.id"), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("reason_system", sa.String(200), nullable=True),
+    sa.Column("reason_code", sa.String(100), nullable=True),
+    sa.Column("reason_display", sa.String(200), nullable=True),
+    sa.Column("has_comment", sa.Boolean, nullable=False),
+    sa.Column("accepted_suggestions", sa.Text, nullable=False),
+    sa.Column("outcome_at", UTCDateTime, nullable=False),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("actor_id", sa.Integer, nullable=True),
+    sa.Column("client", sa.String(300), nullable=True),
+    sa.CheckConstraint("outcome IN ('accepted', 'overridden')", name="ck_cds_feedback_outcome"),
+    sa.Index("ix_cds_feedback_card", "card_uuid"),
+    sa.Index("ix_cds_feedback_org_outcome_at", "org_id", "outcome_at"),
+)
+
+cds_jwt_ids = sa.Table(
+    "cds_jwt_ids",
+    metadata,
+    sa.Column("issuer", sa.String(300), primary_key=True),
+    sa.Column("jti", sa.String(200), primary_key=True),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Index("ix_cds_jwt_ids_expires", "expires_at"),
+)
+
+cds_prefills = sa.Table(
+    "cds_prefills",
+    metadata,
+    sa.Column("token_sha256", sa.String(64), primary_key=True),
+    sa.Column("org_id", sa.Integer, sa.ForeignKey("organisations.id"), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("intake_json", sa.Text, nullable=False),
+    sa.Column("readings_json", sa.Text, nullable=False),
 )
 
 
@@ -1094,6 +1167,165 @@ class Tx:
         row = self.conn.execute(sa.select(audit_head.c.seq, audit_head.c.hash)).first()
         return (int(row.seq), str(row.hash)) if row else (0, GENESIS_HASH)
 
+    # CDS Hooks: cards shown, feedback, JWT ids seen, form prefills (migration 0003)
+
+    def insert_cds_cards(self, cards: list[NewCdsCard]) -> None:
+        if not cards:
+            return
+        self.conn.execute(
+            cds_cards.insert(),
+            [
+                {
+                    "card_uuid": c.card_uuid,
+                    "org_id": c.org_id,
+                    "service_id": c.service_id,
+                    "hook_instance": c.hook_instance,
+                    "kind": c.kind,
+                    "code": c.code,
+                    "suggestions": json.dumps(list(c.suggestions)),
+                    "ruleset_id": c.ruleset_id,
+                    "ruleset_version": c.ruleset_version,
+                    "issued_at": c.issued_at,
+                }
+                for c in cards
+            ],
+        )
+        rules = [{"card_uuid": c.card_uuid, "rule_id": r} for c in cards for r in sorted(set(c.rule_ids))]
+        if rules:
+            self.conn.execute(cds_card_rules.insert(), rules)
+
+    def cds_card(self, card_uuid: str, org_id: int) -> CdsCardRecord | None:
+        """The card if it was shown to ``org_id`` (None for unknown cards and other organisations)."""
+        row = self.conn.execute(
+            sa.select(cds_cards).where(cds_cards.c.card_uuid == card_uuid, cds_cards.c.org_id == org_id)
+        ).first()
+        if row is None:
+            return None
+        rule_ids = self.conn.execute(
+            sa.select(cds_card_rules.c.rule_id).where(cds_card_rules.c.card_uuid == card_uuid)
+        ).scalars()
+        return CdsCardRecord(
+            card_uuid=row.card_uuid,
+            org_id=row.org_id,
+            service_id=row.service_id,
+            hook_instance=row.hook_instance,
+            kind=row.kind,
+            code=row.code,
+            rule_ids=tuple(sorted(rule_ids)),
+            suggestions=tuple(json.loads(row.suggestions)),
+            ruleset_id=row.ruleset_id,
+            ruleset_version=row.ruleset_version,
+            issued_at=row.issued_at,
+        )
+
+    def insert_feedback(self, fb: NewFeedback) -> int:
+        return _pk(
+            self.conn.execute(
+                cds_feedback.insert().values(
+                    card_uuid=fb.card_uuid,
+                    org_id=fb.org_id,
+                    outcome=fb.outcome,
+                    reason_system=fb.reason_system,
+                    reason_code=fb.reason_code,
+                    reason_display=fb.reason_display,
+                    has_comment=fb.has_comment,
+                    accepted_suggestions=json.dumps(list(fb.accepted_suggestions)),
+                    outcome_at=fb.outcome_at,
+                    received_at=fb.received_at,
+                    actor_id=fb.actor_id,
+                    client=fb.client,
+                )
+            )
+        )
+
+    def feedback_stats(
+        self,
+        org_id: int | None,
+        since: datetime | None,
+        before: datetime | None,
+        bucket: str = "month",
+    ) -> list[FeedbackStat]:
+        """Per rule and period (``month`` | ``week`` | ``all``): cards shown, accepted, overridden
+        and the override reasons given. ``org_id`` None: every organisation (command line)."""
+
+        def where(col: Any, org_col: Any) -> list[Any]:
+            cond = [] if org_id is None else [org_col == org_id]
+            if since is not None:
+                cond.append(col >= since)
+            if before is not None:
+                cond.append(col < before)
+            return cond
+
+        shown = self.conn.execute(
+            sa.select(cds_card_rules.c.rule_id, cds_cards.c.issued_at)
+            .join(cds_cards, cds_cards.c.card_uuid == cds_card_rules.c.card_uuid)
+            .where(*where(cds_cards.c.issued_at, cds_cards.c.org_id))
+        ).all()
+        answers = self.conn.execute(
+            sa.select(
+                cds_card_rules.c.rule_id,
+                cds_feedback.c.outcome,
+                cds_feedback.c.reason_code,
+                cds_feedback.c.reason_display,
+                cds_feedback.c.outcome_at,
+            )
+            .join(cds_card_rules, cds_card_rules.c.card_uuid == cds_feedback.c.card_uuid)
+            .where(*where(cds_feedback.c.outcome_at, cds_feedback.c.org_id))
+        ).all()
+        acc: dict[tuple[str, str], dict[str, Any]] = {}
+
+        def slot(rule_id: str, at: datetime) -> dict[str, Any]:
+            key = (rule_id, _period(at, bucket))
+            return acc.setdefault(key, {"cards": 0, "accepted": 0, "overridden": 0, "reasons": {}})
+
+        for r in shown:
+            slot(r.rule_id, r.issued_at)["cards"] += 1
+        for r in answers:
+            s = slot(r.rule_id, r.outcome_at)
+            s[r.outcome] += 1
+            if r.outcome == "overridden":
+                reason = r.reason_display or r.reason_code or "(no reason given)"
+                s["reasons"][reason] = s["reasons"].get(reason, 0) + 1
+        return [
+            FeedbackStat(rule_id=k[0], period=k[1], **v)
+            for k, v in sorted(acc.items(), key=lambda kv: (kv[0][1], kv[0][0]))
+        ]
+
+    def use_jwt_id(self, issuer: str, jti: str, expires_at: datetime, now: datetime) -> bool:
+        """Record a JWT id; False if it was seen before (a replay). Expired ids are forgotten."""
+        self.conn.execute(cds_jwt_ids.delete().where(cds_jwt_ids.c.expires_at < now))
+        try:
+            with self.conn.begin_nested():
+                self.conn.execute(cds_jwt_ids.insert().values(issuer=issuer, jti=jti, expires_at=expires_at))
+        except IntegrityError:
+            return False
+        return True
+
+    def insert_prefill(self, token_sha256: str, prefill: Prefill, now: datetime) -> None:
+        self.conn.execute(cds_prefills.delete().where(cds_prefills.c.expires_at < now))
+        self.conn.execute(
+            cds_prefills.insert().values(
+                token_sha256=token_sha256,
+                org_id=prefill.org_id,
+                created_at=now,
+                expires_at=prefill.expires_at,
+                intake_json=prefill.intake_json,
+                readings_json=prefill.readings_json,
+            )
+        )
+
+    def prefill(self, token_sha256: str, org_id: int, now: datetime) -> Prefill | None:
+        row = self.conn.execute(
+            sa.select(cds_prefills).where(
+                cds_prefills.c.token_sha256 == token_sha256,
+                cds_prefills.c.org_id == org_id,
+                cds_prefills.c.expires_at > now,
+            )
+        ).first()
+        if row is None:
+            return None
+        return Prefill(row.org_id, row.intake_json, row.readings_json, row.expires_at)
+
     def audit_rows_of_plans(self, plan_ids: list[str], actions: tuple[str, ...]) -> list[AuditEntry]:
         """Audit rows about these plans with one of these actions, oldest first."""
         if not plan_ids:
@@ -1382,6 +1614,17 @@ def _pk(result: Any) -> int:
 def _ignorable_drift(diff: Any) -> bool:
     # Alembic's own bookkeeping table is not part of the model.
     return isinstance(diff, tuple) and diff[0] == "remove_table" and diff[1].name == "alembic_version"
+
+
+def _period(at: datetime, bucket: str) -> str:
+    """The reporting period of a moment: '2026-01' (month), '2026-W02' (ISO week) or 'all'."""
+    if bucket == "all":
+        return "all"
+    at = at.astimezone(UTC)
+    if bucket == "week":
+        year, week, _ = at.isocalendar()
+        return f"{year}-W{week:02d}"
+    return f"{at.year}-{at.month:02d}"
 
 
 def _as_date(value: Any) -> date:

@@ -36,6 +36,7 @@ __all__ = [
     "PlansDep",
     "RequestId",
     "RawBody",
+    "read_limited",
     "allow",
     "authenticate",
     "csrf_token",
@@ -88,16 +89,21 @@ def get_request_id(request: Request) -> str:
 RequestId = Annotated[str, Depends(get_request_id)]
 
 
-async def read_raw_body(request: Request) -> bytes:
-    """Reads at most MAX_BODY_BYTES + 1 bytes: enough for the parser to refuse an oversized body."""
+async def read_limited(request: Request, limit: int) -> bytes:
+    """Reads the body until it passes ``limit`` bytes (then stops): the caller refuses it."""
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         chunks.append(chunk)
         size += len(chunk)
-        if size > MAX_BODY_BYTES:
+        if size > limit:
             break
-    return b"".join(chunks)[: MAX_BODY_BYTES + 1]
+    return b"".join(chunks)
+
+
+async def read_raw_body(request: Request) -> bytes:
+    """Reads at most MAX_BODY_BYTES + 1 bytes: enough for the parser to refuse an oversized body."""
+    return (await read_limited(request, MAX_BODY_BYTES))[: MAX_BODY_BYTES + 1]
 
 
 RawBody = Annotated[bytes, Depends(read_raw_body)]

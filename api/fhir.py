@@ -13,21 +13,21 @@ here, not by the receiving EHR.
     questionnaire_response(intake)           the inverse: an intake as a QuestionnaireResponse
 
 No patient identifier appears in a bundle unless the caller passes ``subject`` explicitly.
+The resources themselves are built in ``api/fhir_plan.py`` (plain JSON, standard codes); the HTTP
+routes are in ``api/routes/fhir.py``.
 """
 
 from __future__ import annotations
 
-import html
-import uuid
 from collections.abc import Mapping
 from functools import cache
 from typing import Any
-from urllib.parse import quote
 
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.questionnaire import Questionnaire
 from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 
+from carepath.api.fhir_plan import CODE_SYSTEM, PLAN_ID_SYSTEM, citation_uri, plan_resources
 from carepath.api.intake_fields import (
     FIELD_BY_PATH,
     GROUPS,
@@ -38,10 +38,12 @@ from carepath.api.intake_fields import (
     set_path,
 )
 from carepath.engine import CarePlan, FieldProblem, Intake, IntakeError, parse_intake_obj
-from carepath.engine.plan import Alert, CitationOut, Item, MissingInfo
 
 __all__ = [
     "CODE_SYSTEM",
+    "QUESTIONNAIRE_VERSION",
+    "validate_resource",
+    "citation_uri",
     "code_labels",
     "QUESTIONNAIRE_ID",
     "QUESTIONNAIRE_URL",
@@ -55,22 +57,41 @@ __all__ = [
 ]
 
 BASE = "https://carepath.example"
-CODE_SYSTEM = f"{BASE}/codes"
-"""The carepath recommendation codes (contract §3) as a FHIR code system URI."""
 INTAKE_VALUE_SYSTEM = f"{BASE}/intake-values"
-EXT_RECOMMENDATION = f"{BASE}/fhir/StructureDefinition/recommendation"
-EXT_ALERT = f"{BASE}/fhir/StructureDefinition/alert"
-EXT_SHA256 = f"{BASE}/fhir/StructureDefinition/sha256"
-PLAN_ID_SYSTEM = f"{BASE}/plan-id"
-RULESET_SYSTEM = f"{BASE}/rulesets"
-INTAKE_HASH_SYSTEM = f"{BASE}/intake-sha256"
-CITATION_BASE = f"{BASE}/citations/"
+INTAKE_FIELD_SYSTEM = f"{BASE}/fhir/CodeSystem/intake-fields"
+"""Each intake field (contract path) as a code: the Questionnaire's item.code where no LOINC exists."""
 QUESTIONNAIRE_ID = "carepath-intake"
 QUESTIONNAIRE_URL = f"{BASE}/fhir/Questionnaire/{QUESTIONNAIRE_ID}"
-DRAFT_DESCRIPTION = "DRAFT - requires clinician review"
-_UUID_NS = uuid.UUID("6b1f5a4e-2d4c-4f0e-9a7a-3c2d1e0f9b88")
-_SEVERITY = {"urgent": "high", "warning": "moderate", "info": "low"}
-_PARTICIPANT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
+QUESTIONNAIRE_VERSION = "2.0.0"
+"""Bump when an item, answer option, code or enableWhen changes (tests pin the items' digest)."""
+LOINC = "http://loinc.org"
+ITEM_LOINC: dict[str, tuple[str, str]] = {
+    "patient.age": ("30525-0", "Age"),
+    "patient.sex_at_birth": ("76689-9", "Sex assigned at birth"),
+    "patient.pregnant": ("82810-3", "Pregnancy status"),
+    "patient.gestational_weeks": ("49051-6", "Gestational age in weeks"),
+    "medical.qtc_ms": ("8636-3", "Q-T interval corrected"),
+}
+"""LOINC codes for intake questions (status: unverified, like chart.yaml's; see docs/interop.md)."""
+ENABLE_WHEN: dict[str, dict[str, Any]] = {
+    "patient.gestational_weeks": {"question": "patient.pregnant", "operator": "=", "answerBoolean": True},
+    "current_treatment.dose_mg": {
+        "question": "current_treatment.moud",
+        "operator": "exists",
+        "answerBoolean": True,
+    },
+    "current_treatment.months_on_moud": {
+        "question": "current_treatment.moud",
+        "operator": "exists",
+        "answerBoolean": True,
+    },
+    "current_treatment.stable": {
+        "question": "current_treatment.moud",
+        "operator": "exists",
+        "answerBoolean": True,
+    },
+}
+"""Questions shown only when another is answered (the intake refuses them otherwise)."""
 
 
 class FhirInputError(IntakeError):
@@ -90,167 +111,22 @@ def code_labels() -> dict[str, str]:
         return {}
 
 
-def _urn(plan: CarePlan, name: str) -> str:
-    return "urn:uuid:" + str(uuid.uuid5(_UUID_NS, f"{plan.plan_id}/{name}"))
-
-
 def _fhir_id(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-." else "-" for ch in text)[:64]
 
 
-def _coding(code: str, labels: Mapping[str, str]) -> dict[str, Any]:
-    display = labels.get(code, code)
-    return {"coding": [{"system": CODE_SYSTEM, "code": code, "display": display}], "text": display}
+_MODELS: dict[str, Any] = {}
 
 
-def citation_uri(c: CitationOut) -> str:
-    return f"{CITATION_BASE}{quote(c.key, safe='')}#{quote(c.locator, safe='')}"
+def validate_resource(resource: Mapping[str, Any]) -> None:
+    """Parse a resource with its fhir.resources R4B model; ValueError (a defect) if it is invalid."""
+    kind = str(resource.get("resourceType"))
+    model = _MODELS.get(kind)
+    if model is None:
+        from fhir.resources.R4B import get_fhir_model_class
 
-
-def _strings(url: str, values: list[str]) -> list[dict[str, Any]]:
-    return [{"url": url, "valueString": v} for v in values]
-
-
-def _item_extension(item: Item, phase: str) -> dict[str, Any]:
-    parts: list[dict[str, Any]] = [
-        {"url": "kind", "valueCode": item.kind},
-        {"url": "phase", "valueCode": phase},
-    ]
-    parts += _strings("ruleId", item.rule_ids)
-    parts.append({"url": "evidenceGrade", "valueString": item.evidence_grade})
-    parts += [{"url": "citation", "valueUri": citation_uri(c)} for c in item.citations]
-    return {"url": EXT_RECOMMENDATION, "extension": parts}
-
-
-def _activity(item: Item, phase: str, labels: Mapping[str, str]) -> dict[str, Any]:
-    detail: dict[str, Any] = {
-        "extension": [_item_extension(item, phase)],
-        "code": _coding(item.code, labels),
-        "status": "not-started",
-        "description": item.text,
-        "reasonCode": [{"text": item.rationale}],
-    }
-    if item.kind == "avoid":
-        detail["doNotPerform"] = True
-    return {"detail": detail}
-
-
-def _alert_note(alert: Alert) -> dict[str, Any]:
-    rules = ", ".join(alert.rule_ids)
-    return {"text": f"{alert.severity.upper()} alert ({alert.code}): {alert.text} Rules: {rules}."}
-
-
-def _missing_note(m: MissingInfo) -> str:
-    return f"Missing information: {m.label} ({m.field}, {m.impact}): {m.why_it_matters}"
-
-
-def _narrative(plan: CarePlan) -> dict[str, Any]:
-    lines = [
-        plan.draft_notice,
-        f"Level of care: {plan.level_of_care.label} (ASAM {plan.level_of_care.asam_level}).",
-    ]
-    lines += [f"{a.severity.upper()}: {a.text}" for a in plan.alerts]
-    body = "".join(f"<p>{html.escape(line)}</p>" for line in lines)
-    return {"status": "generated", "div": f'<div xmlns="http://www.w3.org/1999/xhtml">{body}</div>'}
-
-
-def _description(plan: CarePlan) -> str:
-    notice = plan.draft_notice
-    return notice if notice.startswith(DRAFT_DESCRIPTION) else f"{DRAFT_DESCRIPTION}. {notice}"
-
-
-def _care_plan(
-    plan: CarePlan, subject: Mapping[str, Any], labels: Mapping[str, str], issue_urls: list[str]
-) -> dict[str, Any]:
-    notes = [_alert_note(a) for a in plan.alerts]
-    notes += [{"text": _missing_note(m)} for m in plan.missing_information]
-    resource: dict[str, Any] = {
-        "resourceType": "CarePlan",
-        "id": _fhir_id(plan.plan_id),
-        "text": _narrative(plan),
-        "identifier": [{"system": PLAN_ID_SYSTEM, "value": plan.plan_id}],
-        "status": "draft",
-        "intent": "proposal",
-        "category": [_coding(plan.level_of_care.code, labels)],
-        "title": f"Draft OUD care pathway: {plan.level_of_care.label}",
-        "description": _description(plan),
-        "subject": dict(subject),
-        "period": {"start": plan.assessment_date.isoformat()},
-        "created": plan.generated_at.isoformat(),
-        "supportingInfo": [{"reference": url} for url in issue_urls],
-        "activity": [_activity(i, p.phase, labels) for p in plan.phases for i in p.items],
-    }
-    if notes:
-        resource["note"] = notes
-    if not resource["supportingInfo"]:
-        del resource["supportingInfo"]
-    if not resource["activity"]:
-        del resource["activity"]
-    return resource
-
-
-def _detected_issue(
-    plan: CarePlan, alert: Alert, subject: Mapping[str, Any], labels: Mapping[str, str]
-) -> dict[str, Any]:
-    resource: dict[str, Any] = {
-        "resourceType": "DetectedIssue",
-        "extension": [
-            {
-                "url": EXT_ALERT,
-                "extension": [{"url": "severity", "valueCode": alert.severity}]
-                + _strings("ruleId", alert.rule_ids)
-                + [{"url": "citation", "valueUri": citation_uri(c)} for c in alert.citations],
-            }
-        ],
-        "status": "preliminary",
-        "code": _coding(alert.code, labels),
-        "severity": _SEVERITY[alert.severity],
-        "identifiedDateTime": plan.generated_at.isoformat(),
-        "detail": alert.text,
-        "reference": citation_uri(alert.citations[0]),
-    }
-    if "reference" in subject:
-        resource["patient"] = dict(subject)
-    return resource
-
-
-def _provenance(plan: CarePlan, targets: list[str]) -> dict[str, Any]:
-    rs = plan.ruleset
-    cited = {citation_uri(c) for a in plan.alerts for c in a.citations}
-    cited |= {citation_uri(c) for i in plan.items() for c in i.citations}
-    return {
-        "resourceType": "Provenance",
-        "target": [{"reference": url} for url in targets],
-        "occurredDateTime": plan.generated_at.isoformat(),
-        "recorded": plan.generated_at.isoformat(),
-        "policy": [f"{RULESET_SYSTEM}/{quote(rs.id, safe='')}/{quote(rs.version, safe='')}", *sorted(cited)],
-        "agent": [
-            {
-                "type": {"coding": [{"system": _PARTICIPANT, "code": "assembler", "display": "Assembler"}]},
-                "who": {"display": f"carepath rule engine, rule set {rs.id} {rs.version}"},
-            }
-        ],
-        "entity": [
-            {
-                "role": "source",
-                "what": {
-                    "identifier": {"system": RULESET_SYSTEM, "value": f"{rs.id}|{rs.version}"},
-                    "display": (
-                        f"rule set {rs.id} {rs.version} (effective {rs.effective_date}, sha256 {rs.sha256})"
-                    ),
-                },
-                "extension": [{"url": EXT_SHA256, "valueString": rs.sha256}],
-            },
-            {
-                "role": "source",
-                "what": {
-                    "identifier": {"system": INTAKE_HASH_SYSTEM, "value": plan.intake_sha256},
-                    "display": f"intake of {plan.assessment_date} (sha256 {plan.intake_sha256})",
-                },
-                "extension": [{"url": EXT_SHA256, "valueString": plan.intake_sha256}],
-            },
-        ],
-    }
+        model = _MODELS.setdefault(kind, get_fhir_model_class(kind))
+    model.model_validate(dict(resource))
 
 
 def care_plan_bundle(
@@ -258,23 +134,18 @@ def care_plan_bundle(
     *,
     subject: Mapping[str, Any] | None = None,
     labels: Mapping[str, str] | None = None,
+    decisions: Mapping[str, Mapping[str, Any]] | None = None,
+    contributor: str | None = None,
 ) -> dict[str, Any]:
-    """The plan as a FHIR R4 Bundle of type collection, validated with fhir.resources.
+    """The plan as a FHIR R4 Bundle of type collection, every resource validated with fhir.resources.
 
     ``subject`` is a FHIR Reference (e.g. ``{"reference": "Patient/123"}``) and is the only way
-    a patient identifier enters the bundle; without it the CarePlan's subject is a display-only
-    reference that names nobody. ``labels`` maps codes to display text (default: the packaged
-    rule set's code labels).
+    a patient identifier enters the bundle; without it the resources name nobody (a display-only
+    reference). ``decisions`` maps plan codes to the clinician's decisions (see api.fhir_plan).
     """
     labels = code_labels() if labels is None else labels
     subject = subject or {"display": "Patient not identified in this export"}
-    issues = [
-        (_urn(plan, f"alert/{n}"), _detected_issue(plan, a, subject, labels))
-        for n, a in enumerate(plan.alerts)
-    ]
-    plan_url = _urn(plan, "careplan")
-    entries = [(plan_url, _care_plan(plan, subject, labels, [u for u, _ in issues])), *issues]
-    entries.append((_urn(plan, "provenance"), _provenance(plan, [u for u, _ in entries])))
+    entries = plan_resources(plan, subject, labels, decisions, contributor)
     bundle = {
         "resourceType": "Bundle",
         "id": _fhir_id(plan.plan_id + "-bundle"),
@@ -302,8 +173,24 @@ _QTYPE = {
 }
 
 
+def _item_codes(spec: FieldSpec) -> list[dict[str, str]]:
+    codes = [{"system": INTAKE_FIELD_SYSTEM, "code": spec.path, "display": spec.label}]
+    if spec.path in ITEM_LOINC:
+        code, display = ITEM_LOINC[spec.path]
+        codes.insert(0, {"system": LOINC, "code": code, "display": display})
+    return codes
+
+
 def _question(spec: FieldSpec) -> dict[str, Any]:
-    item: dict[str, Any] = {"linkId": spec.path, "text": spec.label, "type": _QTYPE[spec.kind]}
+    item: dict[str, Any] = {
+        "linkId": spec.path,
+        "code": _item_codes(spec),
+        "text": spec.label,
+        "type": _QTYPE[spec.kind],
+    }
+    if spec.path in ENABLE_WHEN:
+        item["enableWhen"] = [dict(ENABLE_WHEN[spec.path])]
+        item["enableBehavior"] = "all"
     if spec.required:
         item["required"] = True
     if spec.kind in ("multi", "textlist"):
@@ -335,9 +222,12 @@ def _questionnaire() -> dict[str, Any]:
         "resourceType": "Questionnaire",
         "id": QUESTIONNAIRE_ID,
         "url": QUESTIONNAIRE_URL,
+        "version": QUESTIONNAIRE_VERSION,
         "name": "CarepathIntake",
         "title": "carepath opioid use disorder intake",
         "status": "active",
+        "date": "2026-12-01",
+        "publisher": "carepath",
         "subjectType": ["Patient"],
         "description": (
             "The carepath intake (contract v1 §1). Each item's linkId is the intake field path; "
@@ -466,7 +356,10 @@ def _answers(spec: FieldSpec, value: Any) -> list[dict[str, Any]]:
 
 
 def questionnaire_response(
-    intake: Intake | Mapping[str, Any], *, subject: Mapping[str, Any] | None = None
+    intake: Intake | Mapping[str, Any],
+    *,
+    subject: Mapping[str, Any] | None = None,
+    authored: str | None = None,
 ) -> dict[str, Any]:
     """The inverse of ``intake_from_questionnaire_response``: an intake as a completed response.
 
@@ -487,12 +380,14 @@ def questionnaire_response(
             groups.append({"linkId": g.key, "text": g.legend, "item": items})
     qr: dict[str, Any] = {
         "resourceType": "QuestionnaireResponse",
-        "questionnaire": QUESTIONNAIRE_URL,
+        "questionnaire": f"{QUESTIONNAIRE_URL}|{QUESTIONNAIRE_VERSION}",
         "status": "completed",
         "item": groups,
     }
     if subject:
         qr["subject"] = dict(subject)
+    if authored:
+        qr["authored"] = authored
     QuestionnaireResponse.model_validate(qr)
     return qr
 
@@ -515,58 +410,3 @@ def questionnaire_response_from_bundle(resource: Any) -> Mapping[str, Any] | Non
     if not found:
         return None
     return max(found, key=lambda r: str(r.get("authored") or ""))
-
-
-# ---------------------------------------------------------------- HTTP: GET /v1/plans/{plan_id}/fhir
-
-FHIR_JSON = "application/fhir+json"
-
-
-def _build_router() -> Any:
-    """The route, built on first use: ``carepath evaluate --format fhir`` never imports the service."""
-    from typing import Annotated
-
-    from fastapi import APIRouter, Depends
-    from fastapi.responses import JSONResponse
-
-    from carepath.api.deps import PlansDep, allow
-    from carepath.api.service import Caller
-
-    def plan_fhir(plan_id, caller, plans):  # type: ignore[no-untyped-def]
-        view = plans.get(caller, plan_id, action="plan.fhir")
-        return JSONResponse(care_plan_bundle(view.plan), media_type=FHIR_JSON)
-
-    # Real objects, not the strings ``from __future__ import annotations`` leaves: FastAPI
-    # resolves string annotations in module globals, where these local names do not exist.
-    plan_fhir.__annotations__ = {
-        "plan_id": str,
-        "caller": Annotated[Caller, Depends(allow("plan.fhir"))],
-        "plans": PlansDep,
-        "return": JSONResponse,
-    }
-    fhir_router = APIRouter(tags=["fhir"])
-    fhir_router.add_api_route(
-        "/v1/plans/{plan_id}/fhir",
-        plan_fhir,
-        methods=["GET"],
-        name="plan.fhir",
-        summary="The stored plan as a FHIR R4 Bundle (CarePlan, DetectedIssue, Provenance)",
-        response_class=JSONResponse,
-        responses={
-            200: {"content": {FHIR_JSON: {}}, "description": "Bundle of type collection."},
-            401: {"description": "No or invalid credentials."},
-            404: {"description": "No such plan in your organisation."},
-        },
-    )
-    return fhir_router
-
-
-_ROUTER: list[Any] = []
-
-
-def __getattr__(name: str) -> Any:
-    if name == "router":
-        if not _ROUTER:
-            _ROUTER.append(_build_router())
-        return _ROUTER[0]
-    raise AttributeError(name)

@@ -5,10 +5,11 @@ startup migration, or ``carepath db upgrade`` run with the owner's ``DATABASE_UR
 service connects as the APPLICATION role, which gets exactly what the code needs:
 
 - append-only tables (plans, plan_codes, overrides, override_rules, audit_log, plan_subjects,
-  disclosures, signatures, comments, plan_patients): SELECT and INSERT, nothing else;
+  disclosures, signatures, comments, plan_patients, cds_cards, cds_card_rules, cds_feedback):
+  SELECT and INSERT, nothing else;
 - wrapped data keys (content_keys): SELECT and INSERT (re-wrapping runs as the owner);
 - tables the service updates (users, api_tokens, consents, audit_head):
-  SELECT, INSERT, UPDATE; sessions and login_failures: also DELETE;
+  SELECT, INSERT, UPDATE; sessions, login_failures, cds_jwt_ids and cds_prefills (expiring rows): also DELETE;
 - no TRUNCATE, no REFERENCES/TRIGGER privileges, no ownership: it cannot drop, alter or
   disable the append-only triggers (only an owner or superuser can), nor drop a table.
 
@@ -33,11 +34,14 @@ APPEND_ONLY = (
     "signatures",  # sign-off (issue 8): a signed version never changes
     "comments",
     "plan_patients",
+    "cds_cards",  # CDS Hooks (issue 9): cards shown and the clinicians' feedback on them
+    "cds_card_rules",
+    "cds_feedback",
     "organisations",
     "content_keys",  # re-wrapping data keys (`carepath keys rotate`) runs as the owner
 )
 UPDATED = ("users", "api_tokens", "consents", "audit_head")
-SCRATCH = ("sessions", "login_failures")
+SCRATCH = ("sessions", "login_failures", "cds_jwt_ids", "cds_prefills")  # expired rows are deleted
 READ_ONLY = ("alembic_version",)
 _ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 

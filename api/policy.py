@@ -45,6 +45,9 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "accounting.read": _READERS,
     "plan.sign": _WRITERS,  # only clinicians sign
     "plan.comment": _READERS,  # reviewers comment (and clinicians)
+    "cds.feedback": _READERS,  # CDS Hooks feedback by token (EHRs send it with their JWT)
+    "knowledge.read": _ANYONE,  # the rule pack as FHIR knowledge artifacts (no patient data)
+    "fhir.questionnaire": _ANYONE,  # the intake Questionnaire (no patient data)
 }
 
 AUDITED: frozenset[str] = frozenset(
@@ -58,6 +61,8 @@ AUDITED: frozenset[str] = frozenset(
         "plan.list",
         "plan.fhir",
         "cds.evaluate",
+        "cds.feedback",
+        "cds.prefill",
         "auth.login",
         "auth.logout",
         "token.list",

@@ -33,6 +33,11 @@ __all__ = [
     "DECISION_ACTIONS",
     "PLAN_STATUSES",
     "MISSING_SECTION",
+    "NewCdsCard",
+    "CdsCardRecord",
+    "NewFeedback",
+    "FeedbackStat",
+    "Prefill",
     "PLAN_ID_RE",
     "is_plan_id",
 ]
@@ -308,3 +313,69 @@ class AuditEntry:
     address: str | None = None  # the client's address (sign-ins, anonymous attempts, every row)
     detail: str | None = None  # e.g. "count=480 window_s=60"; never patient data
     content_mac: str | None = None  # keyed hash of the stored plan/override this row wrote
+
+
+# -- CDS Hooks (cards shown, feedback on them, form prefills) ------------------------------------
+
+
+@dataclass(frozen=True)
+class NewCdsCard:
+    """A card as it was shown: what it was about and which rules made it (no patient data)."""
+
+    card_uuid: str
+    org_id: int
+    service_id: str
+    hook_instance: str
+    kind: str  # "alert" | "summary" | "missing"
+    code: str
+    rule_ids: tuple[str, ...]
+    suggestions: tuple[str, ...]  # suggestion uuids
+    ruleset_id: str
+    ruleset_version: str
+    issued_at: datetime
+
+
+CdsCardRecord = NewCdsCard
+
+
+@dataclass(frozen=True)
+class NewFeedback:
+    card_uuid: str
+    org_id: int
+    outcome: str  # "accepted" | "overridden"
+    reason_system: str | None
+    reason_code: str | None
+    reason_display: str | None
+    has_comment: bool  # the free-text comment itself is not stored (it may hold patient data)
+    accepted_suggestions: tuple[str, ...]
+    outcome_at: datetime
+    received_at: datetime
+    actor_id: int | None
+    client: str | None
+
+
+@dataclass(frozen=True)
+class FeedbackStat:
+    """One rule in one period: cards shown, clinicians' outcomes and their override reasons."""
+
+    rule_id: str
+    period: str
+    cards: int
+    accepted: int
+    overridden: int
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def override_rate(self) -> float | None:
+        answered = self.accepted + self.overridden
+        return round(self.overridden / answered, 4) if answered else None
+
+
+@dataclass(frozen=True)
+class Prefill:
+    """What a CDS call read from the chart, kept for the web form behind an opaque token."""
+
+    org_id: int
+    intake_json: str
+    readings_json: str
+    expires_at: datetime

@@ -10,16 +10,32 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "SESSION_COOKIE", "LOGIN_CSRF_COOKIE"]
+__all__ = ["Settings", "SESSION_COOKIE", "LOGIN_CSRF_COOKIE", "CdsClient", "ASYMMETRIC_ALGORITHMS"]
 
 SESSION_COOKIE = "carepath_session"
 """Fixed (not a setting) so the OpenAPI security scheme can name it."""
 LOGIN_CSRF_COOKIE = "carepath_login_csrf"
 
 _SECRET_FILE = "secret.key"
+
+
+ASYMMETRIC_ALGORITHMS = ("RS384", "ES384", "RS256", "ES256", "RS512", "ES512", "PS256", "PS384", "PS512")
+"""JWT algorithms a CDS client may sign with: never 'none', never a shared-secret HMAC (CDS Hooks 2.0)."""
+
+
+class CdsClient(BaseModel):
+    """An EHR allowed to call the CDS service with a signed JWT (CDS Hooks 2.0 'Trusting CDS Clients')."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    issuer: str = Field(min_length=1, description="The JWT 'iss' this EHR signs with (exact match).")
+    organisation: str = Field(description="Slug of the carepath organisation its calls belong to.")
+    jwks_url: str | None = Field(default=None, description="Its JWK Set URL; a JWT 'jku' must equal it.")
+    jwks: dict[str, object] | None = Field(default=None, description="Or its JWK Set, configured here.")
+    algorithms: tuple[str, ...] = ASYMMETRIC_ALGORITHMS
 
 
 class Settings(BaseSettings):
@@ -95,6 +111,26 @@ class Settings(BaseSettings):
     min_free_disk_mb: int = Field(default=100, ge=0, description="Readiness fails below this free space.")
     migration_database_url: str | None = Field(
         default=None, description="PostgreSQL: schema owner URL for migrations (DATABASE_URL: app role)."
+    )
+
+    # CDS Hooks and FHIR (api/cds.py, api/jwt_auth.py, api/fhir_client.py); JSON in the environment
+    cds_clients: tuple[CdsClient, ...] = Field(
+        default=(), description="EHRs that may call with a signed JWT (issuer allow-list with their keys)."
+    )
+    cds_fhir_servers: tuple[str, ...] = Field(
+        default=(), description="FHIR base URLs the service may query when a hook's prefetch is incomplete."
+    )
+    cds_allowed_origins: tuple[str, ...] = Field(
+        default=(), description="Browser origins of EHRs allowed to call /cds-services (CORS)."
+    )
+    public_base_url: str | None = Field(
+        default=None, description="This service's public URL (JWT 'aud', card links); default: the request's."
+    )
+    cds_smart_launch_url: str | None = Field(default=None, description="SMART launch URL offered on cards.")
+    cds_jurisdiction: str = Field(default="US", pattern="^(US|UK|DE|CA)$")
+    cds_fetch_timeout_s: float = Field(default=5.0, gt=0, le=30)
+    cds_accept_api_tokens: bool = Field(
+        default=True, description="Also accept carepath API tokens on CDS routes (tests, non-EHR callers)."
     )
 
     def sqlite_path(self) -> Path:

@@ -211,8 +211,16 @@ def _default_values(caller: Caller, plans: PlanService) -> dict[str, list[str]]:
 
 
 @router.get("/", name="web.form", response_class=HTMLResponse)
-def form_page(request: Request, caller: FormUser, plans: PlansDep) -> HTMLResponse:
-    return _form_page(request, caller, _default_values(caller, plans), today=plans.clock().date())
+def form_page(
+    request: Request, caller: FormUser, plans: PlansDep, rt: RuntimeDep, prefill: str | None = None
+) -> HTMLResponse:
+    values, notice = _default_values(caller, plans), []
+    if prefill:  # a CDS Hooks card's link: the intake read from the chart (api/prefill.py)
+        from carepath.api.prefill import prefilled_values
+
+        found, notice = prefilled_values(rt, caller, prefill)
+        values = {**values, **found}
+    return _form_page(request, caller, values, general=notice, today=plans.clock().date())
 
 
 def _submit(

@@ -14,8 +14,8 @@ from fhir.resources.R4B.questionnaire import Questionnaire
 
 from carepath.api.fhir import (
     CODE_SYSTEM,
-    EXT_RECOMMENDATION,
     QUESTIONNAIRE_URL,
+    QUESTIONNAIRE_VERSION,
     care_plan_bundle,
     intake_from_fhir,
     intake_from_questionnaire_response,
@@ -23,6 +23,7 @@ from carepath.api.fhir import (
     questionnaire_response,
     questionnaire_response_from_bundle,
 )
+from carepath.api.fhir_plan import EXT_RECOMMENDATION, NON_ACTIVITIES
 from carepath.api.intake_fields import FIELDS
 from carepath.engine import IntakeError, parse_intake_obj
 from carepath.engine.intake import canonical_intake_json
@@ -62,14 +63,15 @@ def test_bundle_of_every_vignette_parses_back_and_carries_the_whole_plan(plans):
         assert cp["title"]
         assert cp["created"] == plan.generated_at.isoformat()
         assert cp["period"]["start"] == plan.assessment_date.isoformat()
-        items = plan.items()
+        items = [i for i in plan.items() if i.code not in NON_ACTIVITIES]
         assert len(cp.get("activity", [])) == len(items), name
         for item, activity in zip(items, cp.get("activity", []), strict=True):
             detail = activity["detail"]
-            (coding,) = detail["code"]["coding"]
+            coding = detail["code"]["coding"][-1]  # standard codes first, the carepath code last
             assert coding["system"] == CODE_SYSTEM and coding["code"] == item.code and coding["display"]
+            assert all(c["system"] != CODE_SYSTEM for c in detail["code"]["coding"][:-1])
             assert detail["status"] == "not-started"
-            assert detail["description"] == item.text
+            assert detail["description"].startswith(item.text)
             assert detail.get("doNotPerform", False) is (item.kind == "avoid")
             (ext,) = detail["extension"]
             assert ext["url"] == EXT_RECOMMENDATION
@@ -81,9 +83,11 @@ def test_bundle_of_every_vignette_parses_back_and_carries_the_whole_plan(plans):
         assert [i["code"]["coding"][0]["code"] for i in issues] == [a.code for a in plan.alerts]
         sev = {"urgent": "high", "warning": "moderate", "info": "low"}
         assert [i["severity"] for i in issues] == [sev[a.severity] for a in plan.alerts]
-        assert len(cp.get("note", [])) >= len(plan.alerts)
-        for alert in plan.alerts:
-            assert any(alert.text in n["text"] for n in cp["note"])
+        assert [i["detail"] for i in issues] == [a.text for a in plan.alerts]
+        issue_urls = [
+            e["fullUrl"] for e in bundle["entry"] if e["resource"]["resourceType"] == "DetectedIssue"
+        ]
+        assert [r["reference"] for r in cp.get("supportingInfo", [])] == issue_urls
 
 
 def test_provenance_names_rule_set_intake_hash_and_every_citation(plans):
@@ -166,7 +170,7 @@ def test_questionnaire_is_valid_and_asks_every_intake_field():
 def test_questionnaire_response_round_trips_every_vignette(path):
     intake = parse_intake_obj(_intake_dict(path))
     qr = questionnaire_response(intake)
-    assert qr["questionnaire"] == QUESTIONNAIRE_URL
+    assert qr["questionnaire"] == f"{QUESTIONNAIRE_URL}|{QUESTIONNAIRE_VERSION}"
     back = intake_from_fhir(json.loads(json.dumps(qr)))
     assert canonical_intake_json(back) == canonical_intake_json(intake)
 

@@ -58,6 +58,15 @@ ROWS: dict[tuple[str, str], Row] = {
     # the FHIR adapter, CDS Hooks and the web form
     ("GET", "/v1/plans/{plan_id}/fhir"): Row("reviewer", "admin", "404"),
     ("POST", "/cds-services/{service_id}"): Row("clinician", "admin", None, PASSED_AUTHZ, body="hook"),
+    ("POST", "/cds-services/{service_id}/feedback"): Row(
+        "clinician", "admin", None, PASSED_AUTHZ, body="hook"
+    ),
+    ("GET", "/v1/cds/feedback/summary"): Row("reviewer", "clinician", None),
+    ("GET", "/fhir/Questionnaire/carepath-intake"): Row(
+        "admin", None, None, why_no_wrong="every role may read the intake Questionnaire (no patient data)"
+    ),
+    ("POST", "/fhir/QuestionnaireResponse"): Row("clinician", "reviewer", None, PASSED_AUTHZ, body="hook"),
+    ("GET", "/v1/rules/fhir"): Row("admin", None, None, why_no_wrong="every role may read the rule pack"),
     ("GET", "/"): Row("clinician", "reviewer", None),
     ("POST", "/"): Row("clinician", "reviewer", None, PASSED_AUTHZ, body="form"),
     ("GET", "/plans/{plan_id}"): Row("clinician", "admin", "404"),

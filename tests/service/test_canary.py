@@ -210,6 +210,53 @@ def test_no_canary_in_logs_or_error_responses(tmp_path, example_intake):
             headers=alice.headers,
         )
         call("GET", "/cds-services", "/cds-services")
+        from carepath.api.fhir import questionnaire_response
+
+        ref = {"reference": "Patient/p-canary"}
+        patient = {
+            "resourceType": "Patient",
+            "id": "p-canary",
+            "name": [{"text": NAME}],
+            "identifier": [{"value": MRN}],
+            "birthDate": "1990-01-01",
+        }
+        icd = {"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "F11.20"}
+        oud = {"resourceType": "Condition", "code": {"coding": [icd], "text": NAME}, "subject": ref}
+        cds_r = call(
+            "POST",
+            "/cds-services/{service_id}",
+            "/cds-services/carepath-oud-pathway",
+            json={
+                "hook": "patient-view",
+                "hookInstance": TAG,
+                "context": {"patientId": "p-canary"},
+                "prefetch": {
+                    "patient": patient,
+                    "conditions": {"resourceType": "Bundle", "entry": [{"resource": oud}]},
+                },
+            },
+            headers=alice.headers,
+        )
+        card = (cds_r.json().get("cards") or [{"uuid": "none"}])[0]["uuid"]
+        feedback = "/cds-services/carepath-oud-pathway/feedback"
+        overridden = {
+            "card": card,
+            "outcome": "overridden",
+            "overrideReason": {"userComment": NAME},
+            "outcomeTimestamp": "2026-01-01T00:00:00Z",
+        }
+        route = "/cds-services/{service_id}/feedback"
+        call("POST", route, feedback, json={"feedback": [overridden]}, headers=alice.headers)
+        call("POST", route, feedback, json={"feedback": [{"card": NAME}]}, headers=alice.headers)
+        call("GET", "/v1/cds/feedback/summary", "/v1/cds/feedback/summary", headers=rita.headers)
+        questionnaire = "/fhir/Questionnaire/carepath-intake"
+        call("GET", questionnaire, questionnaire, headers=rita.headers)
+        call("GET", "/v1/rules/fhir", "/v1/rules/fhir", headers=rita.headers)
+        qr = questionnaire_response(good)
+        qr_route = "/fhir/QuestionnaireResponse"
+        call("POST", qr_route, qr_route, json=qr, headers=alice.headers)
+        bad_qr = {**qr, "item": [{"linkId": NAME, "answer": [{"valueString": MRN}]}]}
+        call("POST", qr_route, qr_route, json=bad_qr, headers=alice.headers)
         call("POST", "/login", "/login", data={"email": NAME, "password": MRN})
         call("GET", "/login", "/login")
         call("GET", "/session", "/session", headers=alice.headers)

@@ -46,6 +46,11 @@ EXPECTED = {
     ("POST", "/plans/{plan_id}/comments"),
     ("POST", "/plans/{plan_id}/missing"),
     ("POST", "/plans/{plan_id}/amend"),
+    ("POST", "/cds-services/{service_id}/feedback"),
+    ("GET", "/v1/cds/feedback/summary"),
+    ("GET", "/fhir/Questionnaire/carepath-intake"),
+    ("POST", "/fhir/QuestionnaireResponse"),
+    ("GET", "/v1/rules/fhir"),
 }
 BAD_CREDENTIALS = (
     {},
