@@ -34,11 +34,11 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from carepath.api.records import (
     AuditEntry,
-    CommentRecord,
-    NewComment,
     CdsCardRecord,
+    CommentRecord,
     FeedbackStat,
     NewCdsCard,
+    NewComment,
     NewFeedback,
     NewOverride,
     NewPlan,
@@ -49,8 +49,8 @@ from carepath.api.records import (
     PlanFilter,
     PlanRecord,
     PlanSummary,
-    SignatureRecord,
     Prefill,
+    SignatureRecord,
     User,
 )
 

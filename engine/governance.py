@@ -339,7 +339,9 @@ def format_diff(d: PackDiff, summary: bool = False) -> str:
         lines += [f"  codes.yaml: {c}" for c in d.codes_changed]
         lines += [f"  citations.yaml: {c}" for c in d.citations_changed]
     if d.reviewed:
-        lines.append(f"  {len(d.reviewed)} rules re-reviewed only (review records changed, no version bump needed)")
+        lines.append(
+            f"  {len(d.reviewed)} rules re-reviewed only (review records changed, no version bump needed)"
+        )
     problems = d.problems()
     lines += [f"REFUSED: {p}" for p in problems]
     if not problems:

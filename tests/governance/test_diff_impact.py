@@ -231,7 +231,8 @@ def test_impact_reports_level_code_alert_and_recommendation_changes(tmp_path: Pa
     assert ("alert", "alert.high_overdose_risk", "", "urgent") in kinds
     assert ("code", "aft.peer_support", "", "recommend") in kinds
     assert report.by_kind() == {"level": 1, "code": 1, "alert": 1, "recommendation": 1}
-    assert format_impact(report).startswith(f"rules impact: carepath-oud {PACK_VERSION} -> carepath-oud 2099.1.0")
+    heading = f"rules impact: carepath-oud {PACK_VERSION} -> carepath-oud 2099.1.0"
+    assert format_impact(report).startswith(heading)
 
 
 def test_impact_names_bare_intakes_from_1_and_lists_refusals(tmp_path: Path):

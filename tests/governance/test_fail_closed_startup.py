@@ -150,7 +150,8 @@ def test_an_empty_pack_never_reaches_durable_rules(tmp_path: Path):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, (result.returncode, result.stderr[-2000:])
-    assert result.stdout.splitlines() == [f"carepath-oud {load_rulepack(ROOT / 'rules').version} has no active rules: nothing to run"] * 3
+    version = load_rulepack(ROOT / "rules").version
+    assert result.stdout.splitlines() == [f"carepath-oud {version} has no active rules: nothing to run"] * 3
 
 
 def test_empty_pack_refusal_in_process(tmp_path: Path):

@@ -350,7 +350,8 @@ def test_the_base_test_pack_lints_clean(tmp_path: Path):
 
 
 def test_errors_do_not_depend_on_the_date(tmp_path: Path):
-    pack = load_rulepack(make_pack(tmp_path, {"50-x.yaml": [rule("OUD-TST-010", review_date="2020-01-01", reviewed_on="2019-01-01")]}))
+    old = rule("OUD-TST-010", review_date="2020-01-01", reviewed_on="2019-01-01")
+    pack = load_rulepack(make_pack(tmp_path, {"50-x.yaml": [old]}))
     assert [f.level for f in lint(pack, date(2099, 1, 1)) if f.rule_id == "OUD-TST-010"] == ["warning"]
     require_clean(pack)
 

@@ -99,7 +99,8 @@ def test_pathway_one_line_per_code_in_time_order(html, rich_plan):
 
 
 def _lines(html: str) -> dict[str, str]:
-    return dict(re.findall(r'<div class="line [^"]+" data-code="([^"]+)">(.*?)\n    </div>', html, flags=re.S))
+    line = r'<div class="line [^"]+" data-code="([^"]+)">(.*?)\n    </div>'
+    return dict(re.findall(line, html, flags=re.S))
 
 
 def test_avoid_is_unmistakable(html):

@@ -98,7 +98,6 @@ def test_audit_verify_reports_the_first_broken_link(tmp_path):
 
 
 def test_db_upgrade(tmp_path):
-    from tests.service.test_storage import _head_revision
 
     r = run_cli("db", "upgrade", data_dir=tmp_path / "data")
     from tests.service.test_storage import head_revision

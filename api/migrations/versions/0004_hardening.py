@@ -17,7 +17,16 @@ branch_labels = None
 depends_on = None
 
 TS = sa.DateTime(timezone=True)
-APPEND_ONLY_BEFORE = ("plans", "plan_codes", "overrides", "override_rules", "audit_log", "signatures", "comments", "plan_patients")
+APPEND_ONLY_BEFORE = (
+    "plans",
+    "plan_codes",
+    "overrides",
+    "override_rules",
+    "audit_log",
+    "signatures",
+    "comments",
+    "plan_patients",
+)
 APPEND_ONLY_NEW = ("plan_subjects", "disclosures")
 
 
