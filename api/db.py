@@ -247,9 +247,11 @@ plan_patients = sa.Table(
     metadata,
     sa.Column("plan_id", sa.String(40), sa.ForeignKey("plans.id"), primary_key=True),
     sa.Column("org_id", sa.Integer, nullable=False),
-    sa.Column("patient_ref", sa.String(200), nullable=True),
-    sa.Column("patient_name", sa.String(200), nullable=True),
-    sa.Column("search_text", sa.String(402), nullable=False),
+    # Text: sealed (AES-GCM, api.vault) under encryption at rest; search_text then holds keyed
+    # hashes of the name's words and the MRN, never the name (migration 0004 widens them)
+    sa.Column("patient_ref", sa.Text, nullable=True),
+    sa.Column("patient_name", sa.Text, nullable=True),
+    sa.Column("search_text", sa.Text, nullable=False),
     sa.Index("ix_plan_patients_org", "org_id"),
 )
 
@@ -788,14 +790,20 @@ class Tx:
                 plan_codes.insert(), [{"plan_id": new.id, "code": c, "kind": k} for c, k in new.codes]
             )
         self.conn.execute(
-            plan_patients.insert().values(
-                plan_id=new.id,
-                org_id=new.org_id,
-                patient_ref=new.patient_ref,
-                patient_name=new.patient_name,
-                search_text=patient_search_text(new.patient_name, new.patient_ref),
-            )
+            plan_patients.insert().values(plan_id=new.id, org_id=new.org_id, **self._patient_index(new))
         )
+
+    def _patient_index(self, new: NewPlan) -> dict[str, Any]:
+        """The worklist's row for this plan's patient (api.vault.SealedTx seals it)."""
+        return {
+            "patient_ref": new.patient_ref,
+            "patient_name": new.patient_name,
+            "search_text": patient_search_text(new.patient_name, new.patient_ref),
+        }
+
+    def _patient_terms(self, org_id: int, text: str) -> list[str]:
+        """What a worklist search looks for in search_text (every term must be found)."""
+        return [text]
 
     def _plan_query(self) -> sa.Select[Any]:
         nxt = plans.alias("nxt")
@@ -890,7 +898,8 @@ class Tx:
             .outerjoin(plan_patients, plan_patients.c.plan_id == plans.c.id)
             .where(plans.c.org_id == org_id)
         )
-        for condition in _plan_conditions(flt, nxt):
+        terms = self._patient_terms(org_id, flt.patient) if flt.patient else []
+        for condition in _plan_conditions(flt, nxt, terms):
             q = q.where(condition)
         if cursor is not None:
             at, last_id = _decode_cursor(cursor)
@@ -1575,7 +1584,7 @@ def _like(text: str) -> str:
     return f"%{escaped}%"
 
 
-def _plan_conditions(flt: PlanFilter, nxt: Any) -> list[Any]:
+def _plan_conditions(flt: PlanFilter, nxt: Any, patient_terms: list[str]) -> list[Any]:
     """WHERE clauses of the plan list (metadata filters, status, patient search)."""
     found: list[Any] = []
     if flt.created_from is not None:
@@ -1599,8 +1608,8 @@ def _plan_conditions(flt: PlanFilter, nxt: Any) -> list[Any]:
         found.append(signatures.c.plan_id.is_not(None))
     elif flt.status == "draft":
         found.append(signatures.c.plan_id.is_(None))
-    if flt.patient:
-        found.append(plan_patients.c.search_text.like(_like(flt.patient), escape="\\"))
+    for term in patient_terms:
+        found.append(plan_patients.c.search_text.like(_like(term), escape="\\"))
     return found
 
 

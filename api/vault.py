@@ -30,6 +30,7 @@ import hmac
 import json
 import secrets
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -37,7 +38,16 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from carepath.api.db import Database, Tx
 from carepath.api.keys import DataKeys
-from carepath.api.records import NewOverride, NewPlan, OverrideRecord, PlanRecord
+from carepath.api.records import (
+    CommentRecord,
+    NewComment,
+    NewOverride,
+    NewPlan,
+    OverrideRecord,
+    PlanRecord,
+    PlanSummary,
+    Prefill,
+)
 
 __all__ = ["Vault", "VaultError", "SealedTx", "PREFIX", "rotate", "tx_factory", "patient_id_of"]
 
@@ -86,6 +96,16 @@ class Vault:
         msg = f"{org_id}\n{patient_id.strip()}".encode()
         return hmac.new(self._index, msg, hashlib.sha256).hexdigest()
 
+    def search_token(self, org_id: int, word: str) -> str:
+        """A keyed hash of one word of a patient's name or MRN, for the worklist search."""
+        msg = f"{org_id}\nsearch\n{word.casefold()}".encode()
+        return hmac.new(self._index, msg, hashlib.sha256).hexdigest()[:24]
+
+    def search_tokens(self, org_id: int, *texts: str | None) -> list[str]:
+        """Each whitespace-separated word and each whole text (an MRN with spaces), hashed."""
+        words = {w for t in texts if t for w in (*t.split(), " ".join(t.split())) if w}
+        return sorted(self.search_token(org_id, w) for w in words)
+
     @staticmethod
     def _encrypt(key: bytes, data: bytes, aad: str) -> str:
         nonce = secrets.token_bytes(_NONCE)
@@ -128,9 +148,13 @@ class SealedTx(Tx):
             intake_json=self.vault.seal(dek, new.intake_json, f"{new.id}|intake_json"),
             plan_json=self.vault.seal(dek, new.plan_json, f"{new.id}|plan_json"),
         )
-        super().insert_plan(sealed)  # raises UniqueViolation before anything else is written
+        self._deks[new.id] = dek  # the patient index row (_patient_index) is sealed with it
+        try:
+            super().insert_plan(sealed)  # raises UniqueViolation before anything else is written
+        except Exception:
+            self._deks.pop(new.id, None)  # the stored plan of that id has its own key
+            raise
         self.add_content_key(new.id, kek_id, wrapped)
-        self._deks[new.id] = dek
         patient_id = patient_id_of(new.intake_json)
         if patient_id is not None:
             self.add_plan_subject(new.id, new.org_id, self.vault.patient_key(new.org_id, patient_id))
@@ -142,6 +166,88 @@ class SealedTx(Tx):
             record,
             intake_json=self.vault.open(dek, record.intake_json, f"{record.id}|intake_json", record.id),
             plan_json=self.vault.open(dek, record.plan_json, f"{record.id}|plan_json", record.id),
+        )
+
+    # the worklist's patient index: name and MRN sealed, searched by keyed hashes of their words
+
+    def _patient_index(self, new: NewPlan) -> dict[str, Any]:
+        dek = self._deks[new.id]
+
+        def seal(value: str | None, name: str) -> str | None:
+            return None if value is None else self.vault.seal(dek, value, f"{new.id}|{name}")
+
+        tokens = self.vault.search_tokens(new.org_id, new.patient_name, new.patient_ref)
+        return {
+            "patient_ref": seal(new.patient_ref, "patient_ref"),
+            "patient_name": seal(new.patient_name, "patient_name"),
+            "search_text": f" {' '.join(tokens)} " if tokens else "",
+        }
+
+    def _patient_terms(self, org_id: int, text: str) -> list[str]:
+        # every word must be a whole word of the name or the MRN (no substring search on sealed data)
+        tokens = self.vault.search_tokens(org_id, *text.split()) or [self.vault.search_token(org_id, "")]
+        return [f" {t} " for t in tokens]
+
+    def list_plans(
+        self, org_id: int, flt: Any, limit: int, cursor: str | None = None
+    ) -> tuple[list[PlanSummary], str | None]:
+        items, nxt = super().list_plans(org_id, flt, limit, cursor)
+        return [self._open_patient(i) for i in items], nxt
+
+    def _open_patient(self, item: PlanSummary) -> PlanSummary:
+        dek = self._dek(item.id)
+
+        def open_(value: str | None, name: str) -> str | None:
+            return None if value is None else self.vault.open(dek, value, f"{item.id}|{name}", item.id)
+
+        return dataclasses.replace(
+            item,
+            patient_ref=open_(item.patient_ref, "patient_ref"),
+            patient_name=open_(item.patient_name, "patient_name"),
+        )
+
+    # review comments (free text about the patient's plan)
+
+    def insert_comment(self, new: NewComment) -> int:
+        dek = self._dek(new.plan_id)
+        if dek is None:  # a plan stored before encryption
+            return super().insert_comment(new)
+        text = self.vault.seal(dek, new.text, f"{new.plan_id}|comment")
+        return super().insert_comment(dataclasses.replace(new, text=text))
+
+    def comments_of(self, plan_id: str) -> list[CommentRecord]:
+        dek = self._dek(plan_id)
+        return [
+            dataclasses.replace(c, text=self.vault.open(dek, c.text, f"{plan_id}|comment", plan_id))
+            for c in super().comments_of(plan_id)
+        ]
+
+    # CDS Hooks form prefills (what was read from the chart), one data key per organisation
+
+    def insert_prefill(self, token_sha256: str, prefill: Prefill, now: datetime) -> None:
+        owner = f"prefills:{prefill.org_id}"
+        dek = self._dek(owner)
+        if dek is None:
+            dek = self.vault.new_dek()
+            self.add_content_key(owner, *self.vault.wrap(dek, owner))
+            self._deks[owner] = dek
+        sealed = dataclasses.replace(
+            prefill,
+            intake_json=self.vault.seal(dek, prefill.intake_json, f"{token_sha256}|intake_json"),
+            readings_json=self.vault.seal(dek, prefill.readings_json, f"{token_sha256}|readings_json"),
+        )
+        super().insert_prefill(token_sha256, sealed, now)
+
+    def prefill(self, token_sha256: str, org_id: int, now: datetime) -> Prefill | None:
+        found = super().prefill(token_sha256, org_id, now)
+        if found is None:
+            return None
+        owner = f"prefills:{org_id}"
+        dek = self._dek(owner)
+        return dataclasses.replace(
+            found,
+            intake_json=self.vault.open(dek, found.intake_json, f"{token_sha256}|intake_json", owner),
+            readings_json=self.vault.open(dek, found.readings_json, f"{token_sha256}|readings_json", owner),
         )
 
     def _dek(self, owner_id: str) -> bytes | None:

@@ -247,7 +247,9 @@ def test_worklist_lists_status_patient_alerts_and_searches_in_the_body(server, e
 
         assert search(patient="testwoman") == [p1["plan_id"]]
         assert search(patient="mrn-200") == [p2["plan_id"]]
-        assert search(patient="%") == [] and search(patient="_") == [p1["plan_id"]]  # wildcards are literal
+        assert search(patient="MRN-100_1") == search(patient="maria testwoman") == [p1["plan_id"]]
+        # whole words of the name or the MRN: the index is sealed (no substrings, no wildcards)
+        assert search(patient="%") == search(patient="_") == search(patient="testwo") == []
         assert search(patient="maria", status="signed") == []
         page = c.post("/v1/plans/search", json={"limit": 1}, headers=alice.headers).json()
         assert len(page["items"]) == 1 and page["next_cursor"]

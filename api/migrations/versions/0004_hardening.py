@@ -89,7 +89,24 @@ def upgrade() -> None:
         sa.Column("locked_until", TS, nullable=True),
         sa.Column("last_at", TS, nullable=False),
     )
+    _widen_patient_index()
     _guards()
+
+
+def _widen_patient_index() -> None:
+    """The worklist's patient index (0002) is sealed under encryption at rest (api.vault): Text.
+    SQLite rebuilds the table for this, which drops its append-only triggers: they are remade."""
+    with op.batch_alter_table("plan_patients") as batch:
+        for column in ("patient_ref", "patient_name", "search_text"):
+            batch.alter_column(column, type_=sa.Text, existing_nullable=column != "search_text")
+    if op.get_bind().dialect.name != "postgresql":
+        op.execute("DROP TRIGGER IF EXISTS plan_patients_no_update")
+        op.execute("DROP TRIGGER IF EXISTS plan_patients_no_delete")
+        for verb in ("UPDATE", "DELETE"):
+            op.execute(
+                f"CREATE TRIGGER plan_patients_no_{verb.lower()} BEFORE {verb} ON plan_patients "
+                "BEGIN SELECT RAISE(ABORT, 'plan_patients is append-only'); END"
+            )
 
 
 def _guards() -> None:
