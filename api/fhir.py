@@ -136,6 +136,7 @@ def care_plan_bundle(
     labels: Mapping[str, str] | None = None,
     decisions: Mapping[str, Mapping[str, Any]] | None = None,
     contributor: str | None = None,
+    signed: bool = False,
 ) -> dict[str, Any]:
     """The plan as a FHIR R4 Bundle of type collection, every resource validated with fhir.resources.
 
@@ -145,7 +146,7 @@ def care_plan_bundle(
     """
     labels = code_labels() if labels is None else labels
     subject = subject or {"display": "Patient not identified in this export"}
-    entries = plan_resources(plan, subject, labels, decisions, contributor)
+    entries = plan_resources(plan, subject, labels, decisions, contributor, signed)
     bundle = {
         "resourceType": "Bundle",
         "id": _fhir_id(plan.plan_id + "-bundle"),

@@ -17,9 +17,12 @@ carepath code (https://carepath.example/codes) always alongside, and alone where
     Provenance          target everything, rule set id|version|sha256, intake hash, citations
 
 ``decisions`` maps a plan code to the clinician's decision of record: ``{"action": "accept" |
-"modify" | "decline", "text": str | None, "reason": str | None}``; codes without a decision stay
-"not-started" (proposed). Until decisions of record exist, ``decisions_from_overrides`` derives
-them from recorded overrides.
+"modify" | "decline", "text": str | None, "reason": str | None}``: accepted and modified
+activities are "scheduled", declined ones "cancelled" (no proposal is made for them), codes
+without a decision stay "not-started". The service passes the decisions of record
+(api.decisions.decisions_of, via api.routes.fhir); ``decisions_from_overrides`` derives them
+from bare overrides (plans stored before decisions of record). ``signed``: the CarePlan of a
+signed version is "active", otherwise "draft".
 """
 
 from __future__ import annotations
@@ -72,7 +75,8 @@ _SEVERITY = {"urgent": "high", "warning": "moderate", "info": "low"}
 _UUID_NS = uuid.UUID("6b1f5a4e-2d4c-4f0e-9a7a-3c2d1e0f9b88")
 NON_ACTIVITIES = frozenset({"wm.not_indicated"})
 """Codes that say something is NOT needed: in the CarePlan's description, not an activity."""
-_ACTIVITY_STATUS = {"accept": "not-started", "modify": "not-started", "decline": "cancelled"}
+# as api.decisions.FHIR_ACTIVITY_STATUS: no decision yet -> not-started
+_ACTIVITY_STATUS = {"accept": "scheduled", "modify": "scheduled", "decline": "cancelled"}
 
 
 def _urn(plan: CarePlan, name: str) -> str:
@@ -412,6 +416,7 @@ def plan_resources(
     labels: Mapping[str, str],
     decisions: Mapping[str, Mapping[str, Any]] | None = None,
     contributor: str | None = None,
+    signed: bool = False,
 ) -> list[tuple[str, dict[str, Any]]]:
     """(fullUrl, resource) for every resource of the plan, CarePlan first, Provenance last."""
     decisions = decisions or {}
@@ -445,7 +450,7 @@ def plan_resources(
                 ),
             )
         )
-    careplan = _careplan(plan, subject, labels, decisions, device_url, contributor)
+    careplan = _careplan(plan, subject, labels, decisions, device_url, contributor, signed)
     careplan["goal"] = [{"reference": url} for url, _ in goals]
     if condition:
         careplan["addresses"] = [{"reference": condition_url}]
@@ -466,6 +471,7 @@ def _careplan(
     decisions: Mapping[str, Mapping[str, Any]],
     device_url: str,
     contributor: str | None,
+    signed: bool = False,
 ) -> dict[str, Any]:
     not_needed = [labels.get(i.code, i.code) for i in plan.items() if i.code in NON_ACTIVITIES]
     description = plan.draft_notice
@@ -481,7 +487,7 @@ def _careplan(
         "meta": {"profile": [f"{US_CORE}/us-core-careplan"]},
         "text": _narrative(plan),
         "identifier": [{"system": PLAN_ID_SYSTEM, "value": plan.plan_id}],
-        "status": "draft",
+        "status": "active" if signed else "draft",  # a signed version is the plan of record
         "intent": "proposal",
         "category": [
             {
@@ -495,7 +501,7 @@ def _careplan(
             },
             {"coding": [_carepath_coding(plan.level_of_care.code, labels)], "text": plan.level_of_care.label},
         ],
-        "title": f"Draft OUD care pathway: {plan.level_of_care.label}",
+        "title": f"{'Signed' if signed else 'Draft'} OUD care pathway: {plan.level_of_care.label}",
         "description": description,
         "subject": dict(subject),
         "period": {"start": plan.assessment_date.isoformat()},

@@ -21,6 +21,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
+from carepath.api.decisions import decisions_of
 from carepath.api.deps import PlansDep, PlanWriter, RawBody, RuntimeDep, allow
 from carepath.api.errors import InvalidRequest
 from carepath.api.fhir import (
@@ -31,7 +32,6 @@ from carepath.api.fhir import (
     intake_questionnaire,
     validate_resource,
 )
-from carepath.api.fhir_plan import decisions_from_overrides
 from carepath.api.knowledge import knowledge_bundle
 from carepath.api.schemas import StoredPlan
 from carepath.api.service import Caller
@@ -88,9 +88,23 @@ def plan_fhir(
     bundle = care_plan_bundle(
         view.plan,
         subject={"reference": subject} if subject else None,
-        decisions=decisions_from_overrides(view.overrides),
+        decisions=_fhir_decisions(view),
+        signed=view.signed,
     )
     return _fhir(bundle)
+
+
+_ACTIONS = {"accepted": "accept", "modified": "modify", "declined": "decline"}
+
+
+def _fhir_decisions(view: Any) -> dict[str, dict[str, Any]]:
+    """The decisions of record (api.decisions: explicit, carried over, or accepted at signing)
+    in the shape api.fhir_plan reads: the CarePlan activities and proposals follow them."""
+    out: dict[str, dict[str, Any]] = {}
+    for code, d in decisions_of(view).items():
+        text = " ".join(p for p in (d.text, f"Dose: {d.dose}" if d.dose else None) if p) or None
+        out[code] = {"action": _ACTIONS[d.status], "text": text, "reason": d.reason or None}
+    return out
 
 
 @router.get(
