@@ -29,11 +29,13 @@ from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 
 from carepath.api.fhir_plan import CODE_SYSTEM, PLAN_ID_SYSTEM, citation_uri, plan_resources
 from carepath.api.intake_fields import (
+    EXPLICIT_NONE,
     FIELD_BY_PATH,
     GROUPS,
     NONE_OPTION,
     FieldSpec,
     choice_label,
+    explicitly_none,
     list_answer,
     set_path,
 )
@@ -62,7 +64,7 @@ INTAKE_FIELD_SYSTEM = f"{BASE}/fhir/CodeSystem/intake-fields"
 """Each intake field (contract path) as a code: the Questionnaire's item.code where no LOINC exists."""
 QUESTIONNAIRE_ID = "carepath-intake"
 QUESTIONNAIRE_URL = f"{BASE}/fhir/Questionnaire/{QUESTIONNAIRE_ID}"
-QUESTIONNAIRE_VERSION = "2.0.0"
+QUESTIONNAIRE_VERSION = "2.1.0"  # 2.1.0: "None (not on MOUD)" answer; Pathway v2 intake fields
 """Bump when an item, answer option, code or enableWhen changes (tests pin the items' digest)."""
 LOINC = "http://loinc.org"
 ITEM_LOINC: dict[str, tuple[str, str]] = {
@@ -210,11 +212,15 @@ def _question(spec: FieldSpec) -> dict[str, Any]:
 
 def _options(spec: FieldSpec) -> tuple[str, ...]:
     """A list question also offers 'none': answered and empty, where no answer means unknown."""
-    return (*spec.choices, NONE_OPTION) if spec.kind == "multi" else spec.choices
+    if spec.kind == "multi" or spec.path in EXPLICIT_NONE:
+        return (*spec.choices, NONE_OPTION)
+    return spec.choices
 
 
 def _display(spec: FieldSpec, code: str) -> str:
-    return "None" if code == NONE_OPTION else choice_label(spec.path, code)
+    if code == NONE_OPTION:
+        return EXPLICIT_NONE.get(spec.path, "None")
+    return choice_label(spec.path, code)
 
 
 @cache
@@ -303,6 +309,8 @@ def _walk(items: Any, out: dict[str, Any], problems: list[FieldProblem]) -> None
                         set_path(out, spec.path, listed)
                 elif len(values) > 1:
                     problems.append(FieldProblem(spec.path, "takes one answer, not several"))
+                elif spec.path in EXPLICIT_NONE and values[0] == NONE_OPTION:
+                    set_path(out, spec.path, None)  # answered "None": known and empty
                 else:
                     set_path(out, spec.path, values[0])
         _walk(item.get("item"), out, problems)
@@ -367,7 +375,7 @@ def questionnaire_response(
     Grouped like the Questionnaire; fields that are not recorded get no item. ``subject`` (a
     FHIR Reference) is the only way a patient reference enters the response.
     """
-    data = intake.model_dump(mode="json", exclude_none=True) if isinstance(intake, Intake) else intake
+    data = intake.model_dump(mode="json", exclude_unset=True) if isinstance(intake, Intake) else intake
     groups = []
     for g in GROUPS:
         items = []
@@ -375,6 +383,8 @@ def questionnaire_response(
             node: Any = data
             for part in spec.path.split("."):
                 node = node.get(part) if isinstance(node, Mapping) else None
+            if node is None and spec.path in EXPLICIT_NONE and explicitly_none(data, spec.path):
+                node = NONE_OPTION  # e.g. "not on MOUD": an answer, unlike a missing item
             if node is not None:
                 items.append({"linkId": spec.path, "text": spec.label, "answer": _answers(spec, node)})
         if items:

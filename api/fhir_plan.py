@@ -229,12 +229,21 @@ def _item_extension(item: Item, phase: str) -> dict[str, Any]:
     return {"url": EXT_RECOMMENDATION, "extension": parts}
 
 
+def decided_text(item: Item, decision: Mapping[str, Any] | None) -> str:
+    """The line as decided: a modified line's new wording (else the suggestion), then its new
+    dose (a dose-only change keeps the suggested wording)."""
+    text = item.text
+    if decision and decision.get("action") == "modify":
+        text = str(decision.get("text") or item.text)
+        if decision.get("dose"):
+            text = f"{text} Dose: {decision['dose']}"
+    return text
+
+
 def _activity(
     item: Item, phase: str, labels: Mapping[str, str], decision: Mapping[str, Any] | None
 ) -> dict[str, Any]:
-    text = item.text
-    if decision and decision.get("action") == "modify" and decision.get("text"):
-        text = str(decision["text"])
+    text = decided_text(item, decision)
     cautions = " ".join(f"Caution: {c.text}" for c in item.cautions)
     detail: dict[str, Any] = {
         "extension": [_item_extension(item, phase)],
@@ -441,7 +450,7 @@ def plan_resources(
                     item.code,
                     labels,
                     subject=subject,
-                    instruction=str(decisions.get(item.code, {}).get("text") or item.text),
+                    instruction=decided_text(item, decisions.get(item.code)),
                     rule_ids=item.rule_ids,
                     authored=plan.generated_at.isoformat(),
                     reason=reason,

@@ -18,7 +18,14 @@ from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
 from typing import Any
 
-from carepath.api.intake_fields import FIELD_BY_PATH, choice_label, field_for_problem, set_path
+from carepath.api.intake_fields import (
+    EXPLICIT_NONE,
+    FIELD_BY_PATH,
+    NONE_OPTION,
+    choice_label,
+    field_for_problem,
+    set_path,
+)
 from carepath.api.intake_fields import intake_from_form as fields_to_intake
 from carepath.engine import IntakeError, parse_intake_obj
 from carepath.engine.errors import FieldProblem
@@ -33,9 +40,7 @@ __all__ = [
     "intake_with_problems",
 ]
 
-NONE_VALUE = "none"
-EXPLICIT_NONE: dict[str, str] = {"current_treatment.moud": "None (not on MOUD)"}
-"""Choice fields with a "None" option that means known and empty (an explicit null)."""
+NONE_VALUE = NONE_OPTION  # the "None" answer of the EXPLICIT_NONE choice fields (api.intake_fields)
 OLD_DATE_DAYS = 365
 """An assessment date further back than this is kept but flagged on the plan page."""
 _REQUIRED = {
@@ -52,13 +57,7 @@ _NUMBER = re.compile(r"\b(\d+)\.0\b")
 def intake_with_problems(
     values: Mapping[str, Sequence[str]], today: date
 ) -> tuple[dict[str, Any], list[FieldProblem]]:
-    values = dict(values)
-    nulls = [p for p in EXPLICIT_NONE if [v.strip() for v in values.get(p, ())][-1:] == [NONE_VALUE]]
-    for path in nulls:
-        values.pop(path)
-    intake, problems = fields_to_intake(values)
-    for path in nulls:
-        set_path(intake, path, None)
+    intake, problems = fields_to_intake(values)  # "None" on an EXPLICIT_NONE field: explicit null
     problems += _date_bounds(intake, today)
     checked = _with_placeholders(intake, {field_for_problem(p.field) for p in problems})
     try:

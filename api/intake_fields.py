@@ -36,6 +36,8 @@ __all__ = [
     "choice_label",
     "list_answer",
     "NONE_OPTION",
+    "EXPLICIT_NONE",
+    "explicitly_none",
     "set_path",
     "field_for_problem",
 ]
@@ -229,6 +231,20 @@ NONE_OPTION = "none"
 leaving it blank means unknown. Offered by the form's checkbox groups and the Questionnaire."""
 
 
+EXPLICIT_NONE: dict[str, str] = {"current_treatment.moud": "None (not on MOUD)"}
+"""Choice fields with a "None" option that means known and empty (an explicit null), where no
+answer means unknown: "not on MOUD" is an answer. Offered by the web form and the Questionnaire."""
+
+
+def explicitly_none(intake: Mapping[str, Any], path: str) -> bool:
+    """True when ``path`` is present in the intake dict with the value null."""
+    *parents, leaf = path.split(".")
+    node: Any = intake
+    for part in parents:
+        node = node.get(part) if isinstance(node, Mapping) else None
+    return isinstance(node, Mapping) and leaf in node and node[leaf] is None
+
+
 def list_answer(spec: FieldSpec, chosen: Sequence[str]) -> tuple[list[str] | None, str | None]:
     """The answers to a list field -> (list, or None when unanswered; problem message or None).
 
@@ -304,6 +320,9 @@ def form_values(intake: Mapping[str, Any]) -> dict[str, list[str]]:
             values[spec.path] = [", ".join(str(v) for v in node) or NONE_OPTION]
         else:
             values[spec.path] = [_text(node)]
+    for path in EXPLICIT_NONE:
+        if explicitly_none(intake, path):
+            values[path] = [NONE_OPTION]
     return values
 
 
@@ -316,6 +335,9 @@ def intake_from_form(form: Mapping[str, Sequence[str]]) -> tuple[dict[str, Any],
     intake: dict[str, Any] = {}
     problems: list[FieldProblem] = []
     for spec in FIELDS:
+        if spec.path in EXPLICIT_NONE and [v.strip() for v in form.get(spec.path, ())][-1:] == [NONE_OPTION]:
+            set_path(intake, spec.path, None)  # known and empty, e.g. not on MOUD
+            continue
         value, problem = _convert(spec, list(form.get(spec.path, ())))
         if problem:
             problems.append(FieldProblem(spec.path, problem))

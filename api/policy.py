@@ -28,7 +28,8 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "plan.report_pdf": _READERS,
     "plan.list": _READERS,
     "plan.fhir": _READERS,
-    "cds.evaluate": _READERS,  # CDS Hooks call: reads the prefetched intake, stores nothing
+    "cds.evaluate": _READERS,  # CDS Hooks call: reads the chart; stores the cards shown (no patient data)
+    # and, for the "open the form" link, the chart read as a sealed prefill that expires
     "overrides.summary": frozenset({"reviewer", "admin"}),
     "rules.read": _ANYONE,
     "openapi.read": _ANYONE,

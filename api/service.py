@@ -296,7 +296,7 @@ class PlanService:
                         new = self._new_plan(caller, intake, plan, fingerprint, key, previous, now)
                         tx.insert_plan(new)
                         if previous is not None:
-                            self._carry_decisions(tx, previous.id, new, now)
+                            self._carry_decisions(tx, caller, previous.id, new, now)
                         self._audit(tx, caller, action, "ok", new.id)
                         return PlanRecord.of_new(new, caller.user.email), False
             except UniqueViolation:
@@ -344,10 +344,10 @@ class PlanService:
             patient_name=intake.patient.name,
         )
 
-    @staticmethod
-    def _carry_decisions(tx: Tx, previous_id: str, new: NewPlan, now: datetime) -> None:
+    def _carry_decisions(self, tx: Tx, caller: Caller, previous_id: str, new: NewPlan, now: datetime) -> None:
         """Decisions on unchanged lines follow the plan to its new version (``carried_from``);
-        the others are flagged for review on the new version (``api.decisions``)."""
+        the others are flagged for review on the new version (``api.decisions``). Each carried
+        decision is a stored override with its own audit row (its content MAC: api.audit)."""
         plan = CarePlan.model_validate_json(new.plan_json)
         for row in carried_decisions(tx.overrides_of(previous_id), plan):
             tx.insert_override(
@@ -368,6 +368,7 @@ class PlanService:
                     carried_from=row.id,
                 )
             )
+            self._audit(tx, caller, "plan.override", "ok", new.id)
 
     def get(self, caller: Caller, plan_id: str, action: str = "plan.read") -> PlanView:
         """One plan of the caller's organisation with its overrides; audited as ``action``

@@ -64,7 +64,9 @@ class Settings(BaseSettings):
     max_concurrency: int = Field(default=4, ge=0, description="Requests in progress per worker.")
     max_queue: int = Field(default=32, ge=0, description="Requests waiting per worker beyond that.")
     queue_timeout_s: float = Field(default=1.0, gt=0, description="Longest wait in the queue before 503.")
-    retry_after_s: int = Field(default=1, ge=1, description="Retry-After of a 503 (seconds).")
+    retry_after_s: int = Field(
+        default=1, ge=1, description="Retry-After (seconds) of a 503: overloaded, PDF renderers busy."
+    )
 
     # -- hardening (docs/security.md, docs/reliability.md): limits, audit, keys, TLS --------------
     max_header_bytes: int = Field(default=16384, ge=1024, description="Request line + headers, bytes (431).")
@@ -85,7 +87,6 @@ class Settings(BaseSettings):
     login_lockout_max_s: int = Field(default=3600, ge=1, description="Longest lockout.")
     pdf_workers: int = Field(default=1, ge=1, description="PDFs rendered at once per worker.")
     pdf_queue: int = Field(default=2, ge=0, description="PDFs waiting for a renderer before 503.")
-    retry_after_s: int = Field(default=5, ge=1, description="Retry-After on 503 (busy) and 429.")
     anonymous_audit_window_s: int = Field(default=60, ge=1, description="Anonymous attempts: summary period.")
     audit_key: SecretStr | None = Field(
         default=None, description="Keys the audit chain and signs checkpoints. Default: data_dir/audit.key."

@@ -2,8 +2,8 @@
 and the rule pack as knowledge artifacts.
 
     GET  /v1/plans/{plan_id}/fhir             the stored plan as a Bundle; ?subject=Patient/<id> files
-                                              it to a chart; recorded overrides are the clinician's
-                                              decisions (activity status)
+                                              it to a chart; activities follow the decisions of
+                                              record (api.decisions), CarePlan active once signed
     GET  /fhir/Questionnaire/carepath-intake  the intake Questionnaire (versioned, item codes, enableWhen)
     POST /fhir/QuestionnaireResponse          a completed intake -> the plan is evaluated and stored
                                               (as POST /v1/plans); 201, the Bundle (or the plan JSON
@@ -102,8 +102,7 @@ def _fhir_decisions(view: Any) -> dict[str, dict[str, Any]]:
     in the shape api.fhir_plan reads: the CarePlan activities and proposals follow them."""
     out: dict[str, dict[str, Any]] = {}
     for code, d in decisions_of(view).items():
-        text = " ".join(p for p in (d.text, f"Dose: {d.dose}" if d.dose else None) if p) or None
-        out[code] = {"action": _ACTIONS[d.status], "text": text, "reason": d.reason or None}
+        out[code] = {"action": _ACTIONS[d.status], "text": d.text, "dose": d.dose, "reason": d.reason or None}
     return out
 
 

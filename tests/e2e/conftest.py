@@ -130,7 +130,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
                 proc.wait(30)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # torn down after tests/e2e: its loop would break later asyncio.run()
 def browser() -> Iterator[object]:
     _need(CHROMIUM.exists(), f"{CHROMIUM} is missing (Debian package 'chromium')")
     try:

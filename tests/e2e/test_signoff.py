@@ -123,7 +123,7 @@ def test_create_decide_sign_then_the_pdf_and_summary_carry_the_decisions(
     page.goto(live_server.url + "/plans")
     row = page.locator("table.worklist tr", has_text=PATIENT["name"]).first
     assert "signed" in row.inner_text().lower() and PATIENT["id"] in row.inner_text()
-    page.fill("#wl-patient", "rosa exa")
+    page.fill("#wl-patient", "rosa example")  # whole words: the patient index is sealed
     with page.expect_navigation():
         page.click("form[role=search] button[type=submit]")
     assert "rosa" not in page.url.lower()  # patient data never in the URL

@@ -203,7 +203,8 @@ def test_questionnaire_is_versioned_coded_and_conditional():
     assert items["current_treatment.dose_mg"]["enableWhen"][0]["operator"] == "exists"
     digest = hashlib.sha256(json.dumps(q["item"], sort_keys=True).encode()).hexdigest()[:16]
     pinned = {
-        "2.0.0": "446268c62235d08d"
+        "2.0.0": "446268c62235d08d",
+        "2.1.0": "16b102e3a2fb4644",
     }  # bump QUESTIONNAIRE_VERSION when the items change, then pin the new digest
     assert pinned[QUESTIONNAIRE_VERSION] == digest
 

@@ -90,6 +90,7 @@ def _drop_guards(db) -> None:
             "ALTER TABLE override_rules DISABLE TRIGGER ALL",
             "ALTER TABLE plan_subjects DISABLE TRIGGER ALL",
             "ALTER TABLE content_keys DISABLE TRIGGER ALL",
+            "ALTER TABLE plan_patients DISABLE TRIGGER ALL",
         )
         return
     with db.engine.begin() as conn:
@@ -147,6 +148,7 @@ def test_a_deleted_plan_is_caught(world):
     _sql(
         db,
         f"DELETE FROM plan_codes WHERE plan_id = '{pid}'",
+        f"DELETE FROM plan_patients WHERE plan_id = '{pid}'",  # the worklist's index (issue 8)
         f"DELETE FROM content_keys WHERE owner_id = '{pid}'",
         f"DELETE FROM plans WHERE id = '{pid}'",
     )

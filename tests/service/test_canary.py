@@ -195,6 +195,41 @@ def test_no_canary_in_logs_or_error_responses(tmp_path, example_intake):
         call("GET", "/v1/overrides/summary", "/v1/overrides/summary", headers=rita.headers)
         call("GET", "/v1/rules", "/v1/rules", headers=rita.headers)
         call("GET", "/health", "/health")
+        call("GET", "/health/live", "/health/live")
+        # hardening (issue 10): tokens, 42 CFR Part 2 consent, disclosures, accounting
+        call("GET", "/v1/tokens", "/v1/tokens", headers=alice.headers)
+        tok = call(
+            "POST", "/v1/tokens", "/v1/tokens", json={"label": "canary", "days": 1}, headers=alice.headers
+        )
+        call("POST", "/v1/tokens", "/v1/tokens", json={"label": NAME, "days": MRN}, headers=alice.headers)
+        token_id = (tok.json() or {}).get("token_id", 999999) if tok.status_code == 201 else 999999
+        call("DELETE", "/v1/tokens/{token_id}", f"/v1/tokens/{token_id}", headers=alice.headers)
+        consent = {"patient_id": MRN, "recipient": NAME, "purpose": "treatment"}
+        made = call("POST", "/v1/consents", "/v1/consents", json=consent, headers=alice.headers)
+        call("POST", "/v1/consents", "/v1/consents", json={**consent, "purpose": ""}, headers=alice.headers)
+        search = "/v1/consents/search"
+        call("POST", search, search, json={"patient_id": MRN}, headers=rita.headers)
+        call("POST", search, search, json={"patient_id": MRN, NAME: MRN}, headers=rita.headers)
+        consent_id = (made.json() or {}).get("consent_id", 999999) if made.status_code == 201 else 999999
+        revoke = "/v1/consents/{consent_id}/revoke"
+        call("POST", revoke, f"/v1/consents/{consent_id}/revoke", headers=alice.headers)
+        disclosure = {"plan_id": v2id, "recipient": NAME, "purpose": "treatment"}
+        call("POST", "/v1/disclosures", "/v1/disclosures", json=disclosure, headers=alice.headers)
+        call(
+            "POST",
+            "/v1/disclosures",
+            "/v1/disclosures",
+            json={**disclosure, "plan_id": MRN},
+            headers=alice.headers,
+        )
+        call("POST", "/v1/accounting", "/v1/accounting", json={"patient_id": MRN}, headers=rita.headers)
+        call(
+            "POST",
+            "/v1/accounting",
+            "/v1/accounting",
+            json={"patient_id": MRN, "x": NAME},
+            headers=rita.headers,
+        )
         call(
             "POST",
             "/cds-services/{service_id}",

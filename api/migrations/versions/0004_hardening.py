@@ -27,7 +27,13 @@ APPEND_ONLY_BEFORE = (
     "comments",
     "plan_patients",
 )
-APPEND_ONLY_NEW = ("plan_subjects", "disclosures")
+APPEND_ONLY_NEW = (
+    "plan_subjects",
+    "disclosures",
+    "cds_cards",  # 0003: cards shown and the feedback on them (the override-rate report)
+    "cds_card_rules",
+    "cds_feedback",
+)
 
 
 def upgrade() -> None:
