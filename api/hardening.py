@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from carepath.api.audit import AuditEvent, ChainedAuditSink, CheckpointLog, address_var, record_event
@@ -72,6 +73,9 @@ def open_database(settings: Settings, *, url: str | None = None, create: bool = 
         db.tx_factory = tx_factory(Vault(data_keys(settings), keys.patient_index))
         db.audit_keys = keys
         db.checkpoint_path = checkpoint_path(settings)
+        # where the checkpoints go exists from the start (readiness checks its disk), also when
+        # every key comes from the environment and nothing else is written to the data dir
+        Path(db.checkpoint_path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     except Exception:
         db.dispose()
         raise

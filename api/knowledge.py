@@ -33,6 +33,8 @@ from carepath.engine.facts import FACTS
 from carepath.engine.rulepack import PackRule, RulePack
 from carepath.engine.rulespec import All, AnyOf, Cond, Not, Test
 
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~10x faster start-up
+
 __all__ = ["knowledge_bundle", "source_attributes", "HTI1_ATTRIBUTES", "EXT_DSI", "USCDI_INPUTS"]
 
 EXT_DSI = f"{BASE}/fhir/StructureDefinition/dsi-source-attributes"
@@ -87,7 +89,7 @@ def _fhir_id(text: str) -> str:
 def _manifest(pack: RulePack) -> dict[str, Any]:
     path = Path(pack.source_dir) / "pack.yaml"
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_SAFE_LOADER)
     except (OSError, yaml.YAMLError):
         return {}
     return data if isinstance(data, dict) else {}

@@ -30,6 +30,8 @@ from .rulespec import (
     walk,
 )
 
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~10x faster start-up
+
 __all__ = ["RulePack", "PackRule", "Code", "Citation", "load_rulepack", "default_rules_dir"]
 
 _STEPS = ("today", "during_withdrawal", "after_withdrawal", "maintenance", "aftercare")
@@ -158,7 +160,7 @@ def load_rulepack(directory: Path | str | None = None) -> RulePack:
 
 def _read(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_SAFE_LOADER)
     except FileNotFoundError:
         raise RulePackError(f"{path.name} is missing from the rule pack") from None
     except yaml.YAMLError as exc:

@@ -30,23 +30,40 @@ THREADS = 8
 
 @pytest.fixture
 def replicas(tmp_path: Path):
-    from carepath.api.db import Database
+    from carepath.api.hardening import open_database
+    from carepath.api.keys import new_data_key_line
+    from carepath.api.settings import Settings
 
     with pg_database(_pg_url_or_skip()) as url:
         env = {
             "CAREPATH_DATABASE_URL": url,
             "CAREPATH_SECRET_KEY": secrets.token_hex(32),  # shared, as in deploy/compose.yaml
+            "CAREPATH_DATA_KEYS": new_data_key_line("k1"),  # one encryption key for every replica
+            "CAREPATH_AUDIT_KEY": secrets.token_hex(32),  # one keyed audit chain
             "CAREPATH_MAX_QUEUE": "64",  # this test checks correctness, not shedding
             "CAREPATH_QUEUE_TIMEOUT_S": "60",
         }
         a = ProcessServer(tmp_path / "a" / "data", env=env, log_dir=tmp_path / "a")
         b = ProcessServer(tmp_path / "b" / "data", env=env, log_dir=tmp_path / "b")
         with a, b:
-            db = Database(url)
+            # opened as a replica opens it (the shared keys): verify_chain checks the keyed chain
+            # and the plans' content MACs over what they decrypt to
+            db = open_database(
+                Settings(
+                    data_dir=tmp_path / "verify",
+                    database_url=url,
+                    data_keys=env["CAREPATH_DATA_KEYS"],
+                    audit_key=env["CAREPATH_AUDIT_KEY"],
+                )
+            )
             try:
                 yield a, b, db, make_users(db)
             finally:
                 db.dispose()
+
+
+def _errors(responses: list[tuple[str, httpx.Response]]) -> list[str]:
+    return sorted({f"{r.status_code} {r.text[:120]}" for _, r in responses if r.status_code != 201})
 
 
 def test_two_replicas_share_idempotency_sessions_and_one_audit_chain(replicas, example_intake):
@@ -73,12 +90,12 @@ def test_two_replicas_share_idempotency_sessions_and_one_audit_chain(replicas, e
     other = {a.url: b.url, b.url: a.url}
     with ThreadPoolExecutor(THREADS) as pool:
         responses = list(pool.map(lambda job: (job[1], create(*job)), jobs))
+        statuses = Counter(r.status_code for _, r in responses)
+        assert statuses == Counter({201: CREATES + 2 * DUPLICATES}), (statuses, _errors(responses))
         # every new plan read back from the OTHER replica than the one that made it, under load
         made = {r.json()["plan_id"]: other[url] for (url, _), (_, r) in zip(jobs, responses, strict=True)}
         reads = list(pool.map(lambda plan: client(made[plan]).get(f"/v1/plans/{plan}"), made))
 
-    statuses = Counter(r.status_code for _, r in responses)
-    assert statuses == Counter({201: CREATES + 2 * DUPLICATES}), statuses
     assert all(r.status_code == 200 for r in reads)
     by_key: dict[str, list[httpx.Response]] = {}
     for key, r in responses:
