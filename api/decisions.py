@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FHIR_ACTIVITY_STATUS",
     "activity_status",
+    "activity_status_of_action",
     "carried_decisions",
     "code_basis",
     "decisions_of",
@@ -62,6 +63,12 @@ unsigned, active once signed)."""
 
 def activity_status(decision: Decision | None) -> str:
     return FHIR_ACTIVITY_STATUS[decision.status if decision else None]
+
+
+def activity_status_of_action(action: str | None) -> str:
+    """The same for an override's action word (accept / modify / edit / decline); anything else
+    is undecided."""
+    return FHIR_ACTIVITY_STATUS[_STATUS.get(action or "")]
 
 
 def item_basis(item: Item) -> str:

@@ -40,6 +40,7 @@ from carepath.api.intake_fields import (
     set_path,
 )
 from carepath.engine import CarePlan, FieldProblem, Intake, IntakeError, parse_intake_obj
+from carepath.engine.intake import canonical_intake_dict
 
 __all__ = [
     "CODE_SYSTEM",
@@ -375,7 +376,7 @@ def questionnaire_response(
     Grouped like the Questionnaire; fields that are not recorded get no item. ``subject`` (a
     FHIR Reference) is the only way a patient reference enters the response.
     """
-    data = intake.model_dump(mode="json", exclude_unset=True) if isinstance(intake, Intake) else intake
+    data = canonical_intake_dict(intake) if isinstance(intake, Intake) else intake
     groups = []
     for g in GROUPS:
         items = []

@@ -33,6 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
+from carepath.api.decisions import activity_status_of_action
 from carepath.api.terminology import outputs
 from carepath.engine.plan import Alert, CarePlan, CitationOut, Item
 
@@ -75,8 +76,6 @@ _SEVERITY = {"urgent": "high", "warning": "moderate", "info": "low"}
 _UUID_NS = uuid.UUID("6b1f5a4e-2d4c-4f0e-9a7a-3c2d1e0f9b88")
 NON_ACTIVITIES = frozenset({"wm.not_indicated"})
 """Codes that say something is NOT needed: in the CarePlan's description, not an activity."""
-# as api.decisions.FHIR_ACTIVITY_STATUS: no decision yet -> not-started
-_ACTIVITY_STATUS = {"accept": "scheduled", "modify": "scheduled", "decline": "cancelled"}
 
 
 def _urn(plan: CarePlan, name: str) -> str:
@@ -248,7 +247,7 @@ def _activity(
     detail: dict[str, Any] = {
         "extension": [_item_extension(item, phase)],
         "code": recommendation_concept(item.code, labels),
-        "status": _ACTIVITY_STATUS.get(str((decision or {}).get("action")), "not-started"),
+        "status": activity_status_of_action((decision or {}).get("action")),
         "description": f"{text} {cautions}".strip(),
         "reasonCode": [{"text": item.rationale}],
     }

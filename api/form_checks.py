@@ -19,9 +19,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from carepath.api.intake_fields import (
-    EXPLICIT_NONE,
     FIELD_BY_PATH,
-    NONE_OPTION,
     choice_label,
     field_for_problem,
     set_path,
@@ -32,15 +30,12 @@ from carepath.engine.errors import FieldProblem
 from carepath.engine.labels import field_label
 
 __all__ = [
-    "EXPLICIT_NONE",
-    "NONE_VALUE",
     "OLD_DATE_DAYS",
     "clinician_message",
     "date_warning",
     "intake_with_problems",
 ]
 
-NONE_VALUE = NONE_OPTION  # the "None" answer of the EXPLICIT_NONE choice fields (api.intake_fields)
 OLD_DATE_DAYS = 365
 """An assessment date further back than this is kept but flagged on the plan page."""
 _REQUIRED = {
@@ -57,7 +52,7 @@ _NUMBER = re.compile(r"\b(\d+)\.0\b")
 def intake_with_problems(
     values: Mapping[str, Sequence[str]], today: date
 ) -> tuple[dict[str, Any], list[FieldProblem]]:
-    intake, problems = fields_to_intake(values)  # "None" on an EXPLICIT_NONE field: explicit null
+    intake, problems = fields_to_intake(values)  # "None" on an EXPLICIT_NONE field: null
     problems += _date_bounds(intake, today)
     checked = _with_placeholders(intake, {field_for_problem(p.field) for p in problems})
     try:

@@ -30,10 +30,8 @@ import yaml
 from carepath.api.fhir_plan import BASE, CODE_SYSTEM, RXNORM, recommendation_concept
 from carepath.api.terminology import outputs
 from carepath.engine.facts import FACTS
-from carepath.engine.rulepack import PackRule, RulePack
+from carepath.engine.rulepack import YAML_LOADER, PackRule, RulePack
 from carepath.engine.rulespec import All, AnyOf, Cond, Not, Test
-
-_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~10x faster start-up
 
 __all__ = ["knowledge_bundle", "source_attributes", "HTI1_ATTRIBUTES", "EXT_DSI", "USCDI_INPUTS"]
 
@@ -89,7 +87,7 @@ def _fhir_id(text: str) -> str:
 def _manifest(pack: RulePack) -> dict[str, Any]:
     path = Path(pack.source_dir) / "pack.yaml"
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_SAFE_LOADER)
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=YAML_LOADER)
     except (OSError, yaml.YAMLError):
         return {}
     return data if isinstance(data, dict) else {}

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from carepath.api.form_checks import EXPLICIT_NONE, NONE_VALUE, intake_with_problems
-from carepath.api.intake_fields import FIELD_BY_PATH, NONE_OPTION, choice_label, form_values
+from carepath.api.form_checks import intake_with_problems
+from carepath.api.intake_fields import EXPLICIT_NONE, FIELD_BY_PATH, NONE_OPTION, choice_label, form_values
 from carepath.engine import CarePlan, Intake
+from carepath.engine.intake import canonical_intake_dict
 
 __all__ = ["NOT_APPLICABLE", "Control", "answered_intake", "missing_controls", "stored_values"]
 
@@ -44,7 +45,7 @@ def _options(field: str) -> tuple[tuple[str, str], ...]:
     if spec.kind == "multi":
         return ((NONE_OPTION, "None"), *choices)
     if field in EXPLICIT_NONE:
-        return ((NONE_VALUE, EXPLICIT_NONE[field]), *choices)
+        return ((NONE_OPTION, EXPLICIT_NONE[field]), *choices)
     return choices
 
 
@@ -66,15 +67,7 @@ def missing_controls(plan: CarePlan) -> dict[str, Control]:
 
 def stored_values(intake: Intake) -> dict[str, list[str]]:
     """The stored intake as form values, explicit "None" answers included."""
-    values = form_values(intake.model_dump(mode="json", exclude_none=True))
-    for path in EXPLICIT_NONE:
-        *parents, leaf = path.split(".")
-        node: Any = intake
-        for part in parents:
-            node = getattr(node, part)
-        if getattr(node, leaf) is None and leaf in node.model_fields_set:
-            values[path] = [NONE_VALUE]
-    return values
+    return form_values(canonical_intake_dict(intake))
 
 
 def answered_intake(

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import yaml
 
-_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~10x faster start-up
+from carepath.engine.rulepack import YAML_LOADER
 
 __all__ = [
     "SYSTEMS",
@@ -177,7 +177,7 @@ def system_uri(short: str) -> str:
 
 def _read(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_SAFE_LOADER)
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=YAML_LOADER)
     except (OSError, yaml.YAMLError) as exc:
         raise TerminologyError(f"{path.name}: cannot be read ({type(exc).__name__})") from None
     if not isinstance(data, dict):

@@ -225,12 +225,7 @@ class SealedTx(Tx):
     # CDS Hooks form prefills (what was read from the chart), one data key per organisation
 
     def insert_prefill(self, token_sha256: str, prefill: Prefill, now: datetime) -> None:
-        owner = f"prefills:{prefill.org_id}"
-        dek = self._dek(owner)
-        if dek is None:
-            dek = self.vault.new_dek()
-            self.add_content_key(owner, *self.vault.wrap(dek, owner))
-            self._deks[owner] = dek
+        dek = self._dek_or_new(f"prefills:{prefill.org_id}")
         sealed = dataclasses.replace(
             prefill,
             intake_json=self.vault.seal(dek, prefill.intake_json, f"{token_sha256}|intake_json"),
@@ -249,6 +244,15 @@ class SealedTx(Tx):
             intake_json=self.vault.open(dek, found.intake_json, f"{token_sha256}|intake_json", owner),
             readings_json=self.vault.open(dek, found.readings_json, f"{token_sha256}|readings_json", owner),
         )
+
+    def _dek_or_new(self, owner_id: str) -> bytes:
+        """The owner's data key, made and stored (wrapped) the first time it is needed."""
+        dek = self._dek(owner_id)
+        if dek is None:
+            dek = self.vault.new_dek()
+            self.add_content_key(owner_id, *self.vault.wrap(dek, owner_id))
+            self._deks[owner_id] = dek
+        return dek
 
     def _dek(self, owner_id: str) -> bytes | None:
         if owner_id not in self._deks:
@@ -289,12 +293,7 @@ class SealedTx(Tx):
         owner = f"user:{user_id}"
         sealed = None
         if secret is not None:
-            dek = self._dek(owner)
-            if dek is None:
-                dek = self.vault.new_dek()
-                self.add_content_key(owner, *self.vault.wrap(dek, owner))
-                self._deks[owner] = dek
-            sealed = self.vault.seal(dek, secret, f"{owner}|totp_secret")
+            sealed = self.vault.seal(self._dek_or_new(owner), secret, f"{owner}|totp_secret")
         super().set_totp(user_id, sealed, enabled, last_step)
 
     def totp_of(self, user_id: int) -> tuple[str | None, bool, int | None]:

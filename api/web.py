@@ -41,8 +41,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from carepath.api.deps import PlansDep, RuntimeDep, allow, csrf_token
 from carepath.api.errors import AuthRequired, Conflict, EngineRefused, InvalidRequest
-from carepath.api.form_checks import EXPLICIT_NONE, clinician_message, date_warning, intake_with_problems
+from carepath.api.form_checks import clinician_message, date_warning, intake_with_problems
 from carepath.api.intake_fields import (
+    EXPLICIT_NONE,
     FIELD_BY_PATH,
     FIELDS,
     GROUPS,

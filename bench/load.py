@@ -354,17 +354,20 @@ def _run(target: Target, rate: float, duration: float, args: argparse.Namespace)
         runner = uvloop.run
     except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
         runner = asyncio.run
+
+    def step() -> Step:
+        return runner(run_step(target, rate, duration, args.timeout, args.max_connections))
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:  # no loop in this thread: the usual case (the command line)
-        return runner(run_step(target, rate, duration, args.timeout, args.max_connections))
+        return step()
     # called from a thread that already runs an event loop (e.g. a test process that drove a
     # sync Playwright browser first): the generator gets a loop of its own in a worker thread
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=1) as pool:
-        coro = lambda: runner(run_step(target, rate, duration, args.timeout, args.max_connections))  # noqa: E731
-        return pool.submit(coro).result()
+        return pool.submit(step).result()
 
 
 def read_target(url: str, tokens: Sequence[str], args: argparse.Namespace) -> Target:

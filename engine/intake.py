@@ -22,6 +22,7 @@ __all__ = [
     "parse_intake_obj",
     "intake_sha256",
     "canonical_intake_json",
+    "canonical_intake_dict",
     "MAX_INTAKE_BYTES",
     "FIELD_PATHS",
     "FIELD_PREREQUISITES",
@@ -231,16 +232,20 @@ def parse_intake_obj(obj: Any) -> Intake:
     return parse_intake_json(raw)
 
 
-def canonical_intake_json(intake: Intake) -> str:
-    """Field-order independent, whitespace-free JSON of the validated intake.
-
-    A null means the same as a missing field, except an explicit ``current_treatment.moud:
-    null`` ("no MOUD", see ``engine.derive``): it is kept, so two intakes that mean different
-    things never share a hash (and a plan id).
-    """
+def canonical_intake_dict(intake: Intake) -> dict[str, Any]:
+    """The validated intake as JSON data without nulls: a null means the same as a missing
+    field, except an explicit ``current_treatment.moud: null`` ("no MOUD", see
+    ``engine.derive``), which is kept (the form and the Questionnaire show it as "None")."""
     data = intake.model_dump(mode="json", exclude_none=True)
     if intake.current_treatment.moud is None and "moud" in intake.current_treatment.model_fields_set:
         data.setdefault("current_treatment", {})["moud"] = None
+    return data
+
+
+def canonical_intake_json(intake: Intake) -> str:
+    """Field-order independent, whitespace-free JSON of ``canonical_intake_dict``: two intakes
+    that mean different things never share a hash (and a plan id)."""
+    data = canonical_intake_dict(intake)
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 

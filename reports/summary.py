@@ -93,6 +93,12 @@ class Line:
     def declined(self) -> bool:
         return self.decision is not None and self.decision.status == "declined"
 
+    @property
+    def alternative(self) -> bool:
+        """A medication to consider beside the recommended one: an alternative, not a second
+        start (shown so wherever today's actions are listed)."""
+        return self.kind == "consider" and self.code.startswith("moud.")
+
 
 @dataclass(frozen=True)
 class Step:

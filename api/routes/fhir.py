@@ -34,7 +34,7 @@ from carepath.api.fhir import (
 )
 from carepath.api.knowledge import knowledge_bundle
 from carepath.api.schemas import StoredPlan
-from carepath.api.service import Caller
+from carepath.api.service import Caller, PlanView
 from carepath.engine.errors import FieldProblem
 from carepath.engine.rulepack import RulePack
 
@@ -97,7 +97,7 @@ def plan_fhir(
 _ACTIONS = {"accepted": "accept", "modified": "modify", "declined": "decline"}
 
 
-def _fhir_decisions(view: Any) -> dict[str, dict[str, Any]]:
+def _fhir_decisions(view: PlanView) -> dict[str, dict[str, Any]]:
     """The decisions of record (api.decisions: explicit, carried over, or accepted at signing)
     in the shape api.fhir_plan reads: the CarePlan activities and proposals follow them."""
     out: dict[str, dict[str, Any]] = {}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import yaml
 
@@ -16,7 +14,7 @@ from carepath.api.intake_fields import (
     intake_from_form,
 )
 from carepath.engine import parse_intake_obj
-from carepath.engine.intake import Intake, canonical_intake_json
+from carepath.engine.intake import Intake, canonical_intake_dict, canonical_intake_json
 from tests.conftest import ROOT
 
 VIGNETTES = sorted((ROOT / "tests" / "vignettes").glob("*.yaml"))
@@ -45,7 +43,7 @@ def test_kinds_follow_the_contract():
 @pytest.mark.parametrize("path", VIGNETTES, ids=[p.stem for p in VIGNETTES])
 def test_form_values_round_trip_every_vignette(path):
     intake = parse_intake_obj(yaml.safe_load(path.read_text(encoding="utf-8"))["intake"])
-    data = json.loads(canonical_intake_json(intake))  # keeps an explicit "not on MOUD" (null)
+    data = canonical_intake_dict(intake)  # keeps an explicit "not on MOUD" (null)
     back, problems = intake_from_form(form_values(data))
     assert problems == []
     assert canonical_intake_json(parse_intake_obj(back)) == canonical_intake_json(intake)
